@@ -60,7 +60,7 @@ def _coerce(name: str, value: Any, tp: Any) -> Any:
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(args) != len(value):
                 raise ConfigError(f"{name}: expected {len(args)} values, got {len(value)}")
-            return tuple(_coerce(f"{name}[{i}]", v, a) for i, (v, a) in enumerate(zip(args, value)))
+            return tuple(_coerce(f"{name}[{i}]", v, a) for i, (v, a) in enumerate(zip(value, args)))
         inner = args[0] if args else Any
         out = [_coerce(f"{name}[{i}]", v, inner) for i, v in enumerate(value)]
         return tuple(out) if origin is tuple else out
