@@ -1,0 +1,12 @@
+"""Plots for the notebooks (plotly): every function returns a ``plotly.graph_objects.Figure``
+built from the arrays a run directory holds; :func:`save.show_and_save` shows a figure inline
+and writes it to ``<run_dir>/plots/<name>.html``.
+
+Modules: ``save`` (HTML files), ``training`` (loss / lr / momentum, collapse, EER over epochs),
+``embedding`` (PCA/UMAP maps), ``clusters`` (purity, NMI/accuracy, cluster count), ``queue``
+(label change rate, queue agreement, Sankey of cluster flows), ``noise`` (log-loss GMM per
+epoch, detector precision/recall), ``verification`` (DET curves, score distributions).
+"""
+from .save import save_figure, show_and_save
+
+__all__ = ["save_figure", "show_and_save"]

@@ -1,0 +1,136 @@
+"""Pseudo-label quality: per-cluster purity against size, NMI / purity / accuracy over epochs
+(or rounds), and the cluster count against the true speaker count.
+
+Rows whose true speaker is unknown (``-1``) are ignored by every purity computation.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+
+from ..runs import series
+from .training import first_key
+
+NMI_KEYS = ("nmi", "pseudo_labels.nmi", "labels.nmi", "pseudo.nmi", "cluster.nmi")
+PURITY_KEYS = ("purity", "pseudo_labels.purity", "labels.purity", "pseudo.purity", "cluster.purity")
+ACCURACY_KEYS = ("accuracy", "pseudo_labels.accuracy", "labels.accuracy", "pseudo.accuracy", "cluster.accuracy")
+COUNT_KEYS = ("n_clusters", "pseudo_labels.n_clusters", "labels.n_clusters", "pseudo.n_clusters", "cluster.n_clusters", "n_active")
+
+
+@dataclass
+class ClusterPurity:
+    """Per cluster (sorted by id): ``size`` (labelled members), ``purity`` (share of the
+    majority speaker) and ``majority`` (that speaker's code)."""
+
+    cluster: np.ndarray
+    size: np.ndarray
+    purity: np.ndarray
+    majority: np.ndarray
+
+    def weighted_purity(self) -> float:
+        """Overall purity: majority members over all labelled members."""
+        n = self.size.sum()
+        return float((self.purity * self.size).sum() / n) if n else float("nan")
+
+    def row(self, cluster: int) -> dict:
+        i = np.searchsorted(self.cluster, cluster)
+        if i >= self.cluster.size or self.cluster[i] != cluster:
+            raise KeyError(f"cluster {cluster} has no labelled members")
+        return {"cluster": int(cluster), "size": int(self.size[i]), "purity": float(self.purity[i]),
+                "majority": int(self.majority[i])}
+
+
+def cluster_purity(pred, true) -> ClusterPurity:
+    """Purity of every cluster in ``pred`` against integer speaker codes ``true`` (-1 ignored)."""
+    pred = np.asarray(pred, dtype=np.int64)
+    true = np.asarray(true, dtype=np.int64)
+    if pred.shape != true.shape:
+        raise ValueError(f"pred has shape {pred.shape}, true has {true.shape}")
+    keep = true >= 0
+    p, t = pred[keep], true[keep]
+    if p.size == 0:
+        e = np.zeros(0, dtype=np.int64)
+        return ClusterPurity(e, e, np.zeros(0), e)
+    pairs, counts = np.unique(np.stack([p, t]), axis=1, return_counts=True)
+    clusters, first = np.unique(pairs[0], return_index=True)
+    sizes = np.add.reduceat(counts, first)
+    best = np.maximum.reduceat(counts, first)
+    # the speaker of the first maximal pair within each cluster's block
+    maj = np.empty(clusters.size, dtype=np.int64)
+    bounds = list(first) + [counts.size]
+    for j in range(clusters.size):
+        block = slice(bounds[j], bounds[j + 1])
+        maj[j] = pairs[1, block][np.argmax(counts[block])]
+    return ClusterPurity(clusters, sizes.astype(np.int64), best / sizes, maj)
+
+
+def purity_vs_size(pred, true, title: str = "cluster purity against size") -> go.Figure:
+    """Scatter of per-cluster purity against cluster size (log x); hover names the cluster."""
+    cp = cluster_purity(pred, true)
+    text = [f"cluster {c}<br>size {s}<br>purity {p:.2f}<br>majority speaker {m}"
+            for c, s, p, m in zip(cp.cluster, cp.size, cp.purity, cp.majority)]
+    fig = go.Figure(go.Scatter(x=cp.size, y=cp.purity, mode="markers", text=text, hoverinfo="text",
+                               marker=dict(size=7, opacity=0.7), name="clusters"))
+    fig.update_layout(title=f"{title} ({cp.cluster.size} clusters, overall purity {cp.weighted_purity():.3f})",
+                      xaxis=dict(type="log", title="cluster size (utterances)"),
+                      yaxis=dict(title="purity", range=[0, 1.05]))
+    return fig
+
+
+def quality_curves(metrics: Sequence[dict], x: str = "epoch", title: str = "pseudo-label quality",
+                   stage: str | None = None) -> go.Figure:
+    """NMI, purity and Hungarian accuracy of the pseudo labels over epochs (or rounds)."""
+    fig = go.Figure()
+    for label, cands in (("NMI", NMI_KEYS), ("purity", PURITY_KEYS), ("accuracy", ACCURACY_KEYS)):
+        k = first_key(metrics, cands, x=x, stage=stage)
+        if k is None:
+            continue
+        xs, ys = series(metrics, k, x=x, stage=stage)
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=label))
+    if not fig.data:
+        fig.add_annotation(text="no pseudo-label metrics recorded", showarrow=False, x=0.5, y=0.5,
+                           xref="paper", yref="paper")
+    fig.update_layout(title=title, xaxis_title=x, yaxis_title="score", hovermode="x unified")
+    return fig
+
+
+def cluster_count_curve(metrics: Sequence[dict], n_true: int | None, x: str = "epoch",
+                        title: str = "cluster count against true speaker count", stage: str | None = None) -> go.Figure:
+    """Active cluster count over epochs with the true speaker count as a horizontal line."""
+    fig = go.Figure()
+    k = first_key(metrics, COUNT_KEYS, x=x, stage=stage)
+    if k is not None:
+        xs, ys = series(metrics, k, x=x, stage=stage)
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name="clusters in use"))
+    if n_true:
+        fig.add_hline(y=n_true, line=dict(dash="dash", color="black"),
+                      annotation_text=f"true speakers: {n_true}", annotation_position="bottom right")
+    fig.update_layout(title=title, xaxis_title=x, yaxis_title="count")
+    return fig
+
+
+def counts_from_labels(labels: np.ndarray) -> np.ndarray:
+    """Distinct labels per row of an ``(E, N)`` label history."""
+    labels = np.asarray(labels)
+    return np.array([np.unique(row).size for row in labels], dtype=np.int64)
+
+
+def cluster_count_from_history(labels: np.ndarray, n_true: int | None, epochs: Sequence[int] | None = None,
+                               title: str = "cluster count against true speaker count") -> go.Figure:
+    """Like :func:`cluster_count_curve`, computed from an ``(E, N)`` label history."""
+    counts = counts_from_labels(labels)
+    xs = np.arange(counts.size) if epochs is None else np.asarray(epochs)
+    return cluster_count_curve([{"epoch": float(e), "n_clusters": int(c)} for e, c in zip(xs, counts)], n_true,
+                               title=title)
+
+
+def quality_table(rows: Mapping[str, Mapping[str, float]]) -> go.Figure:
+    """A plotly table of ``{name: {"nmi": .., "purity": .., ...}}``."""
+    names = list(rows)
+    cols = sorted({k for r in rows.values() for k in r})
+    cells = [names] + [[(f"{rows[n].get(c):.3f}" if isinstance(rows[n].get(c), float) else rows[n].get(c, ""))
+                        for n in names] for c in cols]
+    return go.Figure(go.Table(header=dict(values=["system"] + cols), cells=dict(values=cells)))
