@@ -319,6 +319,8 @@ def load_audio(
     path = Path(path)
     try:
         data, sr = _decode(path, start_s, dur_s)
+        if data.ndim != 2 or not sr or sr <= 0:
+            raise AudioError(path, "corrupt", f"decoder returned samples of shape {data.shape} at {sr} Hz")
         wave = data.mean(axis=1) if data.shape[1] > 1 else data.reshape(-1)
         wave = resample(np.ascontiguousarray(wave, dtype=np.float32), sr, sample_rate)
         if dur_s is not None:
