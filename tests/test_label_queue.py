@@ -121,7 +121,7 @@ def test_validation():
     with pytest.raises(ValueError, match="integers"):
         q.push(torch.tensor([0.0, 1.0]))
     with pytest.raises(ValueError, match="tie_break"):
-        _q([0], tie_break="oldest")
+        _q([0], tie_break="newest")
 
 
 def _reference_mode(r, valid, tie_break):
@@ -132,10 +132,12 @@ def _reference_mode(r, valid, tie_break):
     tied = {x for x in counted if counted.count(x) == best}
     if tie_break == "smallest":
         return min(tied)
+    if tie_break == "oldest":
+        return r[min(i for i, x in enumerate(r) if x in tied and valid[i])]
     return r[max(i for i, x in enumerate(r) if x in tied and valid[i])]
 
 
-@pytest.mark.parametrize("tie_break", ["recent", "smallest"])
+@pytest.mark.parametrize("tie_break", ["recent", "oldest", "smallest"])
 @pytest.mark.parametrize("masked", [False, True])
 def test_vote_matches_reference_on_random_rows(tie_break, masked):
     g = torch.Generator().manual_seed(0)
@@ -147,3 +149,31 @@ def test_vote_matches_reference_on_random_rows(tie_break, masked):
     for r, v, m, c in zip(rows.tolist(), valid.tolist(), mode.tolist(), count.tolist()):
         assert m == _reference_mode(r, v, tie_break)
         assert c == r.count(m)
+
+
+def test_oldest_tie_break_is_statistics_mode():
+    import statistics
+
+    g = torch.Generator().manual_seed(1)
+    rows = torch.randint(0, 3, (300, 4), generator=g, dtype=torch.int32)
+    mode, _ = mode_of_rows(rows, "oldest")
+    assert mode.tolist() == [statistics.mode(r) for r in rows.tolist()]
+    q = LabelQueue(2, length=5, seed_labels=torch.tensor([7, 1]), seed_copies=2, tie_break="oldest")
+    q.push(torch.tensor([3, 1]))
+    q.push(torch.tensor([3, 2]))
+    assert q.vote().tolist() == [7, 1]  # [7, 7, 3, 3] -> 7 (first seen), [1, 1, 1, 2] -> 1
+
+
+def test_vote_with_appends_without_changing_the_queue():
+    import statistics
+
+    q = LabelQueue(3, length=3, seed_labels=torch.tensor([0, 1, 2]), seed_copies=1, tie_break="oldest")
+    q.push(torch.tensor([4, 1, 3]))
+    before = q.entries.clone()
+    got = q.vote_with(torch.tensor([2, 0]), torch.tensor([3, 4]))
+    assert got.tolist() == [statistics.mode([2, 3, 3]), statistics.mode([0, 4, 4])] == [3, 4]
+    assert q.vote_with(torch.tensor([1]), torch.tensor([5])).tolist() == [1]
+    # a masked cluster is not counted: row 0 holds [0, 4] + [4] -> 4 even when 0 is inactive
+    active = torch.tensor([False, True, True, True, True, True])
+    assert q.vote_with(torch.tensor([0]), torch.tensor([0 + 4]), active).tolist() == [4]
+    assert torch.equal(q.entries, before)

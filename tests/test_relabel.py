@@ -150,3 +150,27 @@ def test_epoch_end_noise_models_and_fixed_epochs():
         epoch_end_update(q, truth, loss, active, noise_model="gate")
     with pytest.raises(ValueError, match="noise_model"):
         epoch_end_update(q, truth, loss, active, noise_model="bayes")
+
+
+def test_epoch_end_fixed_labels_visited_and_log_floor():
+    from ssrl_lab.labels.queue import LabelQueue
+
+    n, k = 40, 5
+    seed = torch.arange(n) % k
+    q = LabelQueue(n, length=3, seed_labels=seed, seed_copies=1, tie_break="oldest")
+    teacher = torch.zeros(n, dtype=torch.int64)  # the teacher puts everyone in cluster 0
+    visited = torch.ones(n, dtype=torch.bool)
+    visited[:5] = False
+    loss = torch.cat([torch.full((20,), 1e-30), torch.full((20,), 2.0)])
+    prev_p = torch.full((n,), 0.25)
+    active = torch.ones(k, dtype=torch.bool)
+    out = epoch_end_update(q, teacher, loss, active, labels_in_use=seed, update_labels=False, visited=visited,
+                           prev_p_clean=prev_p, noise_model="gate", gate_threshold=1.0, log_floor=-20.0)
+    assert torch.equal(out["labels"], seed) and out["n_clusters"] == k  # fixed labels, nothing masked
+    assert q.latest()[:5].tolist() == seed[:5].tolist()  # unvisited rows pushed their label in use
+    assert int(q.latest()[5:].max()) == 0
+    assert out["p_clean"][:5].tolist() == [0.25] * 5 and out["p_clean"][5:20].eq(1).all() and out["p_clean"][20:].eq(0).all()
+    out = epoch_end_update(q, teacher, loss, out["active"], labels_in_use=seed, update_labels=True, noise_model="none")
+    # queue rows [s, 0, 0] (visited) -> 0; unvisited rows [s, s, 0] -> s; empty clusters are masked
+    assert out["labels"][5:].eq(0).all() and torch.equal(out["labels"][:5], seed[:5])
+    assert out["n_clusters"] == k and out["changed"] == pytest.approx(28 / 40)  # rows 5..39 not already in 0

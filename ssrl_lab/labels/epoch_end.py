@@ -16,9 +16,21 @@ Order of operations (what keeps every invariant):
 
 ``teacher_loss`` is taken as the trainer collected it: the teacher's CE against the label in
 use during the epoch (the paper's "per-utterance teacher CE against the voted label").
+
+Options the SSRL trainer uses (all default to the plain behaviour above):
+
+* ``labels_in_use`` + ``update_labels=False`` (the label-fixed epochs that already collect
+  teacher labels): the queue is pushed but the labels in use stay as given; clusters without
+  members of those labels are still masked.
+* ``visited`` (``(N,)`` bool): rows the epoch did not visit (``drop_last`` leaves up to one
+  global batch out) push their label in use instead of a teacher label, are left out of the
+  GMM fit and keep ``prev_p_clean``.
+* ``log_floor``: losses are floored at ``exp(log_floor)`` before the log (the authors clip the
+  log-loss below at ``max(p0.1, -20)``; flooring first gives exactly that lower clip).
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -43,6 +55,11 @@ def epoch_end_update(
     gate_threshold: float | None = None,
     clip_percentiles: tuple[float, float] = (0.1, 99.9),
     gmm_n_iter: int = 100,
+    labels_in_use: torch.Tensor | None = None,
+    update_labels: bool = True,
+    visited: torch.Tensor | None = None,
+    prev_p_clean: torch.Tensor | None = None,
+    log_floor: float | None = None,
 ) -> dict[str, Any]:
     """Push, vote, mask empty clusters and refresh p_clean after one epoch.
 
@@ -54,6 +71,11 @@ def epoch_end_update(
         push: False during the label-fixed epochs (the queue is left alone).
         noise_model: ``"gmm"``, ``"gate"`` (needs ``gate_threshold``) or ``"none"``.
         clip_percentiles, gmm_n_iter: passed to the GMM fit.
+        labels_in_use: ``(N,)`` labels used during the epoch (default: the queue's vote).
+        update_labels: False keeps ``labels_in_use`` as the returned labels (queue still pushed).
+        visited: ``(N,)`` bool, rows that have a teacher label and loss this epoch (default all).
+        prev_p_clean: ``(N,)`` p_clean of unvisited rows (default 1).
+        log_floor: floor of the log-loss (None: the GMM's own 1e-12 floor).
 
     Returns dict: ``labels`` (N,) int64 vote, ``p_clean`` (N,) float32, ``active`` (K,) bool,
     ``queue_agreement`` (N,) float32, ``changed`` (share of votes that changed), ``agreement``
@@ -71,23 +93,47 @@ def epoch_end_update(
     if tuple(teacher_loss.shape) != (n,):
         raise ValueError(f"epoch_end_update: teacher_loss has shape {tuple(teacher_loss.shape)}, expected ({n},)")
     active = active.to(queue.device)
-    prev = queue.vote(active)
+    prev = queue.vote(active) if labels_in_use is None else torch.as_tensor(labels_in_use).to(queue.device, torch.int64)
+    if tuple(prev.shape) != (n,):
+        raise ValueError(f"epoch_end_update: labels_in_use has shape {tuple(prev.shape)}, expected ({n},)")
+    vis = None
+    if visited is not None:
+        vis = torch.as_tensor(visited).to(queue.device)
+        if vis.dtype != torch.bool or tuple(vis.shape) != (n,):
+            raise ValueError(f"epoch_end_update: visited must be a ({n},) bool tensor")
+        if bool(vis.all()):
+            vis = None
     if push:
-        tl = torch.as_tensor(teacher_labels)
+        tl = torch.as_tensor(teacher_labels).to(queue.device)
+        if vis is not None:
+            tl = torch.where(vis, tl.to(torch.int64), prev)
         if tl.numel() and int(tl.max()) >= k:
             raise ValueError(f"epoch_end_update: teacher label {int(tl.max())} >= K={k}")
         queue.push(tl)
     labels, agreement = queue.vote_and_agreement(active)
+    if not update_labels:
+        labels = prev
     new_active = update_active(active, labels, k)
     n_masked = int(active.sum()) - int(new_active.sum())
 
+    loss = teacher_loss
+    if log_floor is not None:
+        loss = loss.clamp_min(math.exp(log_floor))
+    fit_loss = loss if vis is None else loss[vis.to(loss.device)]
     fit: GMMFit | None = None
     if noise_model == "gmm":
-        p_clean, fit = fit_clean_posterior(teacher_loss, clip_percentiles=clip_percentiles, n_iter=gmm_n_iter)
+        p_fit, fit = fit_clean_posterior(fit_loss, clip_percentiles=clip_percentiles, n_iter=gmm_n_iter)
     elif noise_model == "gate":
-        p_clean = loss_gate(teacher_loss, float(gate_threshold))
+        p_fit = loss_gate(fit_loss, float(gate_threshold))
     else:
-        p_clean = torch.ones(n, dtype=torch.float32, device=teacher_loss.device)
+        p_fit = torch.ones(fit_loss.shape[0], dtype=torch.float32, device=loss.device)
+    if vis is None:
+        p_clean = p_fit
+    else:
+        v = vis.to(loss.device)
+        p_clean = (torch.ones(n, dtype=torch.float32, device=loss.device) if prev_p_clean is None
+                   else torch.as_tensor(prev_p_clean).to(loss.device, torch.float32).clone())
+        p_clean[v] = p_fit.to(torch.float32)
 
     return {
         "labels": labels,

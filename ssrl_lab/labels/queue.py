@@ -18,6 +18,9 @@ Tie-break (the paper does not specify one), configurable with ``tie_break``:
 * ``"recent"`` (default): among the labels sharing the highest count, the one pushed most
   recently (whose newest occurrence is furthest to the right) wins. With 2 seeds and one push
   ``[a, a, b]`` votes ``a``; after a second push ``[a, a, b, b]`` votes ``b``.
+* ``"oldest"``: among the tied labels, the one whose FIRST occurrence is oldest (leftmost)
+  wins; this is Python's ``statistics.mode`` on the list in push order, i.e. what the
+  authors' script does (``[a, a, b, b]`` votes ``a``). SSRL's trainer uses it by default.
 * ``"smallest"``: the smallest label id among the tied ones.
 
 Optionally :meth:`LabelQueue.vote` takes the boolean ``active`` cluster mask: entries whose
@@ -37,7 +40,7 @@ import torch
 
 __all__ = ["LabelQueue", "mode_of_rows", "mode_of_columns"]
 
-_TIE_BREAKS = ("recent", "smallest")
+_TIE_BREAKS = ("recent", "oldest", "smallest")
 _INT32_MAX = 2**31 - 1
 
 
@@ -73,7 +76,7 @@ def mode_of_columns(
 
     Args:
         cols: ``(F, N)`` integer tensor, entry ``F - 1`` the newest.
-        tie_break: ``"recent"`` or ``"smallest"`` (see the module docstring).
+        tie_break: ``"recent"``, ``"oldest"`` or ``"smallest"`` (see the module docstring).
         valid: optional ``(F, N)`` bool; invalid entries are neither counted nor chosen
             (an utterance with no valid entry gets its newest entry).
 
@@ -96,7 +99,7 @@ def mode_of_columns(
             cnt[i] += eq
     # rank key = count * scale + tie-break term (term in [0, scale)); invalid entries rank below
     # every valid one (negative keys), the newest of them highest
-    if tie_break == "recent":
+    if tie_break in ("recent", "oldest"):
         scale, dtype = f + 1, torch.int32
     else:
         scale = int(cols.max()) + 1 if n else 1
@@ -106,6 +109,8 @@ def mode_of_columns(
         rank_c = cnt[j] if valid is None else cnt[j] * valid[j]
         if tie_break == "recent":
             key = rank_c * scale + j  # later entry wins a tie in count
+        elif tie_break == "oldest":
+            key = rank_c * scale + (f - 1 - j)  # earlier entry wins a tie in count
         else:
             key = rank_c.to(dtype) * scale + (scale - 1 - cols[j].to(dtype))  # smaller label wins
         if valid is not None:
@@ -143,7 +148,7 @@ class LabelQueue:
         seed_labels: ``(N,)`` initial (k-means) labels.
         seed_copies: how many copies of the seed fill the queue at the start (1..L).
         device: where the queue lives ("cpu", "cuda", a torch.device).
-        tie_break: ``"recent"`` (default) or ``"smallest"``.
+        tie_break: ``"recent"`` (default), ``"oldest"`` (``statistics.mode``) or ``"smallest"``.
         n_labels: optional number of clusters K; labels must then lie in ``[0, K)``.
     """
 
@@ -235,6 +240,27 @@ class LabelQueue:
                 valid = act[cols.to(torch.int64)]
         vote, count = mode_of_columns(cols, self.tie_break, valid)
         return vote, count.to(torch.float32) / float(self._filled)
+
+    def vote_with(self, index: torch.Tensor, labels: torch.Tensor, active: torch.Tensor | None = None) -> torch.Tensor:
+        """Mode of rows ``index`` with ``labels`` appended as their newest entry, queue unchanged.
+
+        ``(B,)`` int64: what the vote would be if ``labels`` were pushed without dropping the
+        oldest entry (the authors' in-step ``mode(queue + [self_label])``). ``index`` and
+        ``labels`` are ``(B,)``; ``active`` as in :meth:`vote_and_agreement`.
+        """
+        idx = torch.as_tensor(index, device=self.device).to(torch.int64)
+        lab = torch.as_tensor(labels, device=self.device).to(torch.int32)
+        if idx.dim() != 1 or lab.shape != idx.shape:
+            raise ValueError(f"LabelQueue.vote_with: index {tuple(idx.shape)} and labels {tuple(lab.shape)} must be equal 1-D shapes")
+        cols = torch.cat([self._buf[: self._filled, idx], lab.unsqueeze(0)], 0)  # (F + 1, B)
+        valid = None
+        if active is not None:
+            act = torch.as_tensor(active, device=self.device)
+            if act.dtype != torch.bool or act.dim() != 1:
+                raise ValueError("LabelQueue.vote_with: active must be a 1-D bool tensor")
+            if not bool(act.all()):
+                valid = act[cols.to(torch.int64)]
+        return mode_of_columns(cols, self.tie_break, valid)[0]
 
     def vote(self, active: torch.Tensor | None = None) -> torch.Tensor:
         """``(N,)`` int64: the label in use, the mode of every row (see module docstring)."""
