@@ -174,3 +174,14 @@ def test_evaluate_returns_percent_metrics(table, tmp_path):
     np.testing.assert_array_equal(out["labels"], trials.label)
     no_pairs = evaluate(model, _Corpus(table, trials), all_pairs=False)
     assert no_pairs["eer_all_pairs"] is None and no_pairs["eer"] == pytest.approx(out["eer"])
+
+
+def test_model_fingerprint_handles_zero_dim_buffers_and_changes_with_weights():
+    from ssrl_lab.eval.embed import model_fingerprint
+
+    net = torch.nn.Sequential(torch.nn.Conv1d(2, 3, 1), torch.nn.BatchNorm1d(3))  # num_batches_tracked is 0-dim
+    a = model_fingerprint(net)
+    assert a == model_fingerprint(net)
+    with torch.no_grad():
+        net[0].weight.add_(1.0)
+    assert model_fingerprint(net) != a
