@@ -1,0 +1,12 @@
+"""Training: run directories, schedules, EMA, distributed helpers and one trainer per method.
+
+Methods (each ``python -m ssrl_lab.train.<method> --profile P --corpus DIR --run-dir DIR``):
+
+* :mod:`.dino` - stage-1 DINO self-distillation (multi-crop, EMA teacher);
+* :mod:`.iterative` - the two-stage iterative pseudo-labelling baseline (k-means + AAM-softmax);
+* :mod:`.supervised` - classifier training on the true speaker labels (upper bound);
+* :mod:`.random_init` - a randomly initialised encoder evaluated as a system (lower bound).
+
+Shared pieces: :mod:`.run` (RunDir), :mod:`.schedules`, :mod:`.ema`, :mod:`.distributed`,
+:mod:`.context` (device / AMP / seeds / loaders) and :mod:`.classifier` (AAM-softmax steps).
+"""

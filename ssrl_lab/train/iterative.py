@@ -1,0 +1,205 @@
+"""The two-stage iterative pseudo-labelling baseline (Cai, Wang, Li, ICASSP 2021; loss gate optional).
+
+Round ``r``: embed every training utterance with the current model (round 1: the teacher
+backbone of a DINO run), spherical k-means into ``k`` clusters, train a classifier
+(AAM-softmax, s 32, m 0.2) on the cluster ids - a NEW encoder (``init="new"``, the paper) or
+the current one fine-tuned (``init="finetune"``, what FEASIBILITY.md tried) - then evaluate it;
+its backbone is the next round's model. ``loss_gates`` (one per round, or empty) keeps only
+samples whose CE is under the round's gate (loss-gated learning).
+
+Each round logs ``{"stage": "iterative", "round", "eval", "pseudo_labels" (NMI, purity,
+inverse purity, accuracy vs. the corpus's true training labels, never used in training), "k",
+"seconds_cluster", "seconds_train", "init", "evaluated", "gate"}``; per-epoch lines have stage
+``round<r>``. ``results_round<r>.json`` per round; ``results.json`` = the last round.
+Resumable per epoch within a round and per round.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import time
+
+import numpy as np
+import torch
+
+from ..config import check
+from . import distributed as dist
+from .classifier import ClassifierConfig, ClassifierModel, fit, new_backbone, result_fields
+from .context import eval_summary, evaluate_model, resolve_device, seed_everything
+from .run import RunDir
+
+log = logging.getLogger("ssrl_lab.train.iterative")
+
+
+@dataclasses.dataclass
+class IterativeConfig(ClassifierConfig):
+    """``dino_run``: the DINO run directory whose teacher starts round 1; ``rounds``; ``k``
+    clusters; ``init`` "new" | "finetune"; ``loss_gates`` (per round; empty = no gate);
+    ``kmeans_iter``; ``embed_chunk_s`` / ``embed_max_len_s`` (how training utterances are embedded
+    for clustering: fixed-length chunks batch well on CPU; None = whole utterances)."""
+
+    dino_run: str = ""
+    rounds: int = 2
+    k: int = 300
+    init: str = "new"
+    loss_gates: list[float] = dataclasses.field(default_factory=list)
+    kmeans_iter: int = 20
+    embed_chunk_s: float | None = None
+    embed_max_len_s: float | None = None
+
+    def validate(self) -> None:
+        super().validate()
+        check(self.rounds >= 1, f"rounds must be >= 1, got {self.rounds}")
+        check(self.k >= 2, f"k must be >= 2, got {self.k}")
+        check(self.init in ("new", "finetune"), f"init must be 'new' or 'finetune', got {self.init!r}")
+        check(not self.loss_gates or len(self.loss_gates) >= self.rounds,
+              f"loss_gates has {len(self.loss_gates)} values for {self.rounds} rounds (give one per round or none)")
+        check(all(g > 0 for g in self.loss_gates), f"loss_gates must be > 0, got {self.loss_gates}")
+
+    @classmethod
+    def profile(cls, name: str, **overrides) -> "IterativeConfig":
+        return cls._profile(PROFILES, name, overrides)
+
+
+_DEMO_AUG = {"p_reverb": 1.0, "p_noise": 1.0, "p_music": 1.0, "p_babble": 0.0, "p_none": 1.0}
+
+PROFILES: dict[str, dict] = {
+    "smoke": dict(encoder_preset="micro", crop_s=1.0, batch_size=8, epochs=2, max_steps_per_epoch=3, rounds=2, k=6,
+                  augment=None, amp="off", eval_batch_size=16, eval_max_len_s=1.5, lr=1e-3, kmeans_iter=10),
+    "demo": dict(encoder_preset="tiny", crop_s=2.0, batch_size=64, epochs=6, embed_chunk_s=4.0, optimizer="adam", lr=2e-3,
+                 min_lr=1e-5, warmup_epochs=1.0, weight_decay=5e-5, rounds=2, k=300, init="new",
+                 dino_run="outputs/dev/dino", augment=_DEMO_AUG, preload=True, embed_max_len_s=None),
+    "vox": dict(encoder_preset="ssrl_paper", crop_s=2.0, batch_size=256, epochs=40, optimizer="adam", lr=1e-3,
+                min_lr=1e-5, warmup_epochs=2.0, weight_decay=5e-5, rounds=5, k=6000, init="new",
+                loss_gates=[1.0, 3.0, 3.0, 5.0, 6.0], augment={}, num_workers=8, eval_batch_size=1,
+                embed_max_len_s=10.0),
+}
+
+
+def _embed(model, table, cfg: IterativeConfig, device, progress: bool) -> np.ndarray:
+    from ..eval.embed import extract_embeddings
+
+    return extract_embeddings(model, table, device=device, batch_size=max(cfg.eval_batch_size, 32),
+                              chunk_s=cfg.embed_chunk_s, max_len_s=cfg.embed_max_len_s, progress=progress and dist.is_main(),
+                              skip_bad=cfg.skip_bad)
+
+
+def _cluster(emb: np.ndarray, cfg: IterativeConfig, r: int):
+    from ..cluster import spherical_kmeans
+
+    ok = np.isfinite(emb).all(1)
+    res = spherical_kmeans(np.where(ok[:, None], emb, 0.0) if ok.all() else emb[ok], cfg.k, n_iter=cfg.kmeans_iter,
+                           seed=cfg.seed + r)
+    labels = np.full(len(emb), -1, dtype=np.int64)
+    labels[ok] = res.labels
+    if not ok.all():  # unreadable files: give them their nearest centroid of the zero vector (cluster 0)
+        labels[~ok] = 0
+    return labels, res
+
+
+def train(cfg: IterativeConfig, *, resume: bool = False, progress: bool = True,
+          stop_after: tuple[int, int] | None = None) -> dict | None:
+    """Run ``cfg.rounds`` rounds; returns the last round's results (also results.json).
+
+    ``stop_after=(round, epoch)``: stop after that epoch's checkpoint of that round (tests).
+    """
+    from ..cluster import cluster_report
+    from ..data.corpus import open_corpus
+    from ..models import EncoderConfig, SpeakerNet
+    from .dino import load_teacher_backbone
+
+    check(bool(cfg.corpus), "IterativeConfig.corpus is empty: give --corpus DIR")
+    check(bool(cfg.run_dir), "IterativeConfig.run_dir is empty: give --run-dir DIR")
+    check(bool(cfg.dino_run), "IterativeConfig.dino_run is empty: give dino_run=outputs/.../dino")
+    dist.init_distributed()
+    device = resolve_device(cfg.device)
+    run = RunDir(cfg.run_dir, cfg.to_dict(), resume=resume)
+    if resume and run.read_results() is not None:
+        return run.read_results()
+    corpus = open_corpus(cfg.corpus)
+    table = corpus.train.without_speakers()
+    true = corpus.train.speaker_codes()[0]
+
+    done, seconds, history = 0, 0.0, []
+    ckpt = run.load_checkpoint() if resume else None
+    current = load_teacher_backbone(cfg.dino_run, device)
+    dino_enc = current.encoder_cfg
+    if dino_enc.to_dict() != cfg.encoder.to_dict() and cfg.init == "new":
+        log.warning("the DINO run's encoder differs from cfg.encoder; new rounds use cfg.encoder")
+    if ckpt is not None:
+        done, seconds, history = int(ckpt["round"]), float(ckpt["seconds"]), list(ckpt["history"])
+        current = SpeakerNet(EncoderConfig.from_dict(ckpt["encoder"])).to(device)
+        current.load_state_dict(ckpt["backbone"])
+        if not run.has_checkpoint(f"round{done + 1}"):
+            run.truncate_metrics(int(ckpt["n_metrics"]))
+    results = history[-1] if history else None
+    for r in range(done + 1, cfg.rounds + 1):
+        t_round = time.perf_counter()
+        t0 = time.perf_counter()
+        saved = run.load_checkpoint(f"round{r}_clusters") if resume else None
+        if saved is not None:
+            labels, k_info, centroids = saved["labels"], saved["info"], saved["centroids"]
+        else:
+            emb = _embed(current, table, cfg, device, progress)
+            labels, km = _cluster(emb, cfg, r) if dist.is_main() else (None, None)
+            k_info, centroids = None, None
+            if dist.is_main():
+                k_info = {"k": cfg.k, "n_empty": int(km.n_empty), "n_used": int(len(np.unique(labels)))}
+                centroids = np.asarray(km.centroids, dtype=np.float32)
+            labels, k_info, centroids = dist.broadcast_object((labels, k_info, centroids))
+            run.save_checkpoint({"labels": labels, "info": k_info, "centroids": centroids}, name=f"round{r}_clusters")
+        t_cluster = time.perf_counter() - t0
+        report = cluster_report(labels, true) if (true >= 0).any() else None
+        if report is not None and dist.is_main():
+            log.info("round %d: pseudo labels NMI %.3f purity %.3f (%d clusters used)", r, report["nmi"],
+                     report["purity"], k_info["n_used"])
+        if cfg.init == "new":
+            backbone = new_backbone(cfg, cfg.seed + 7919 * r)
+        else:
+            backbone = copy.deepcopy(current)
+        model = ClassifierModel(backbone, cfg.k, cfg.aam_scale, cfg.aam_margin)
+        if cfg.init == "finetune":  # the current model's clusters are its classes: start from the centroids
+            model.head.init_from_centroids(torch.as_tensor(centroids))
+        seed_everything(cfg.seed + 1000 * dist.rank() + r)
+        gate = cfg.loss_gates[r - 1] if cfg.loss_gates else None
+        stop = stop_after[1] if stop_after is not None and stop_after[0] == r else None
+        out = fit(cfg, run, model, table, labels, device, stage=f"round{r}", ckpt_name=f"round{r}", gate=gate,
+                  record={"round": r}, progress=progress, stop_after_epoch=stop, resume=resume, seed=cfg.seed + r,
+                  corpus=corpus)
+        if out is None:
+            return None
+        current, info = out
+        ev = evaluate_model(current, corpus, cfg, device, progress=progress, return_scores=True)
+        seconds += time.perf_counter() - t_round
+        rec = {"stage": "iterative", "round": r, "eval": eval_summary(ev), "pseudo_labels": report, **k_info,
+               "seconds_cluster": t_cluster, "seconds_train": info["train_seconds"], "init": cfg.init,
+               "evaluated": info["evaluated"], "gate": gate, "seconds": time.perf_counter() - t_round}
+        run.log_metrics(rec)
+        results = {"system": "iterative", "round": r, **result_fields(ev), "evaluated": info["evaluated"],
+                   "init": cfg.init, "pseudo_labels": report, "k": cfg.k, "seconds": seconds,
+                   "epochs": cfg.epochs * r}
+        history.append(results)
+        run.write_results(results, f"results_round{r}.json")
+        run.write_scores(ev["scores"], ev["labels"], f"scores_round{r}.npz")
+        run.write_scores(ev["scores"], ev["labels"])
+        if dist.is_main():
+            log.info("round %d: EER %.2f %% (all pairs %s)", r, ev["eer"], ev["eer_all_pairs"])
+        run.save_checkpoint({"round": r, "backbone": current.state_dict(), "encoder": current.encoder_cfg.to_dict(),
+                             "seconds": seconds, "history": history})
+    final = dict(results)
+    final["rounds"] = [{"round": h["round"], "eer": h["eer"], "eer_all_pairs": h["eer_all_pairs"],
+                        "nmi": (h["pseudo_labels"] or {}).get("nmi")} for h in history]
+    run.write_results(final)
+    dist.barrier()
+    return final
+
+
+def main(argv=None) -> int:
+    from .cli import main as cli_main
+
+    return cli_main("iterative", IterativeConfig, train, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

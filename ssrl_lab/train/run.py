@@ -1,0 +1,194 @@
+"""The run directory: one folder per training run, everything a notebook reads afterwards.
+
+Layout (``outputs/<run-name>/``)::
+
+    config.json        the configuration as written (a different one is refused unless resuming)
+    metrics.jsonl      one JSON line per epoch (or round)
+    checkpoint.pt      the latest checkpoint (atomic); checkpoint.prev.pt the one before it
+    embeddings/        *.npz with ``emb`` and ``utt_id``
+    plots/             figures
+    results.json       the final evaluation ({"system", "eer", "eer_all_pairs", ...})
+    scores.npz         trial ``scores`` and ``labels`` of the final evaluation
+
+Only the main process (rank 0) writes; on other ranks every writer is a no-op, readers work.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from ..config import ConfigError
+from ..utils.io import append_jsonl, atomic_numpy_save, atomic_torch_save, atomic_write_json, read_jsonl
+from . import distributed as dist
+
+log = logging.getLogger("ssrl_lab.train.run")
+
+#: Config keys that may differ between a run directory and a new call without refusing it
+#: (where the files live is not part of what the run computes).
+IGNORED_KEYS = ("run_dir",)
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}} -> {"a.b": 1}``; lists are kept whole."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def config_diff(old: Mapping[str, Any], new: Mapping[str, Any], ignore: Iterable[str] = IGNORED_KEYS) -> list[str]:
+    """Dotted keys whose values differ (or exist on one side only), sorted."""
+    a = flatten(json.loads(json.dumps(old, default=str)))
+    b = flatten(json.loads(json.dumps(new, default=str)))
+    ign = set(ignore)
+    return sorted(k for k in set(a) | set(b) if k not in ign and a.get(k, "<absent>") != b.get(k, "<absent>"))
+
+
+class RunDir:
+    """A run directory bound to one configuration.
+
+    ``RunDir(path, config_dict, resume=False)``: creates the directory and writes
+    ``config.json``. An existing ``config.json`` that differs from ``config_dict`` raises
+    :class:`ConfigError` naming the differing keys unless ``resume`` is true (then the new
+    configuration replaces it and the differences are logged). Without ``resume`` an existing
+    directory with the same config but training state (checkpoint/metrics) is refused too, so a
+    finished run is never overwritten by accident.
+    """
+
+    def __init__(self, path, config_dict: Mapping[str, Any], resume: bool = False) -> None:
+        self.path = Path(path)
+        self.config = dict(config_dict)
+        self.resume = bool(resume)
+        self.writer = dist.is_main()
+        old_cfg = self.path / "config.json"
+        if old_cfg.exists():
+            try:
+                old = json.loads(old_cfg.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as e:
+                raise ConfigError(f"{old_cfg}: unreadable config ({e})") from None
+            diff = config_diff(old, self.config)
+            if diff and not resume:
+                raise ConfigError(
+                    f"run directory {self.path} holds a different configuration "
+                    f"(differing keys: {', '.join(diff)}); choose another --run-dir or pass --resume"
+                )
+            if diff:
+                log.warning("resuming %s with changed keys: %s", self.path, ", ".join(diff))
+            if not resume and (self.has_checkpoint() or self.metrics_path.exists() or self.results_path.exists()):
+                raise ConfigError(
+                    f"run directory {self.path} already holds a run (checkpoint, metrics or results); "
+                    "pass --resume to continue it or choose another --run-dir"
+                )
+        if self.writer:
+            (self.path / "embeddings").mkdir(parents=True, exist_ok=True)
+            (self.path / "plots").mkdir(parents=True, exist_ok=True)
+            atomic_write_json(self.path / "config.json", self.config)
+        dist.barrier()
+
+    # -- paths ---------------------------------------------------------------------------
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def results_path(self) -> Path:
+        return self.path / "results.json"
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.path / "checkpoint.pt"
+
+    @property
+    def prev_checkpoint_path(self) -> Path:
+        return self.path / "checkpoint.prev.pt"
+
+    @property
+    def embeddings_dir(self) -> Path:
+        return self.path / "embeddings"
+
+    @property
+    def plots_dir(self) -> Path:
+        return self.path / "plots"
+
+    # -- metrics -------------------------------------------------------------------------
+    def log_metrics(self, record: Mapping[str, Any]) -> None:
+        """Append one line to metrics.jsonl (rank 0 only)."""
+        if self.writer:
+            append_jsonl(self.metrics_path, dict(record))
+
+    def read_metrics(self) -> list[dict]:
+        return read_jsonl(self.metrics_path)
+
+    def truncate_metrics(self, n_lines: int) -> None:
+        """Keep the first ``n_lines`` records (lines written after the checkpoint being resumed)."""
+        if not self.writer:
+            return
+        rows = self.read_metrics()
+        if len(rows) == n_lines:
+            return
+        from ..utils.io import atomic_write_text
+
+        atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in rows[:n_lines]))
+
+    # -- checkpoints ---------------------------------------------------------------------
+    def has_checkpoint(self, name: str = "checkpoint") -> bool:
+        return (self.path / f"{name}.pt").exists() or (self.path / f"{name}.prev.pt").exists()
+
+    def save_checkpoint(self, state: Mapping[str, Any], name: str = "checkpoint") -> None:
+        """Write ``<name>.pt`` atomically, keeping the previous one as ``<name>.prev.pt``.
+
+        The state gets ``n_metrics`` (lines in metrics.jsonl at save time) so a resume can drop
+        lines logged after it.
+        """
+        if self.writer:
+            state = dict(state)
+            state.setdefault("n_metrics", len(self.read_metrics()))
+            cur = self.path / f"{name}.pt"
+            if cur.exists():
+                os.replace(cur, self.path / f"{name}.prev.pt")
+            atomic_torch_save(state, cur)
+        dist.barrier()
+
+    def load_checkpoint(self, name: str = "checkpoint", map_location="cpu") -> dict | None:
+        """The latest readable checkpoint (falling back to ``<name>.prev.pt``), or None."""
+        return read_checkpoint(self.path, name, map_location)
+
+    # -- results -------------------------------------------------------------------------
+    def write_results(self, results: Mapping[str, Any], name: str = "results.json") -> None:
+        if self.writer:
+            atomic_write_json(self.path / name, dict(results))
+
+    def read_results(self, name: str = "results.json") -> dict | None:
+        p = self.path / name
+        return json.loads(p.read_text(encoding="utf-8")) if p.exists() else None
+
+    def write_scores(self, scores, labels, name: str = "scores.npz") -> None:
+        if self.writer:
+            atomic_numpy_save(self.path / name, scores=np.asarray(scores, np.float32), labels=np.asarray(labels, np.int8))
+
+    def write_embeddings(self, name: str, emb, utt_id) -> None:
+        if self.writer:
+            atomic_numpy_save(self.embeddings_dir / f"{name}.npz", emb=np.asarray(emb, np.float32), utt_id=np.asarray(utt_id))
+
+
+def read_checkpoint(run_dir, name: str = "checkpoint", map_location="cpu") -> dict | None:
+    """``<run_dir>/<name>.pt``, or ``<name>.prev.pt`` when the former is missing or torn; None if neither."""
+    import torch
+
+    run_dir = Path(run_dir)
+    for p in (run_dir / f"{name}.pt", run_dir / f"{name}.prev.pt"):
+        if p.exists():
+            try:
+                return torch.load(p, map_location=map_location, weights_only=False)
+            except Exception as e:  # torn or corrupt file: fall back to the previous one
+                log.warning("checkpoint %s is unreadable (%s); trying the previous one", p, e)
+    return None

@@ -1,0 +1,87 @@
+"""The supervised upper bound: the classifier trained on the TRUE speaker labels of the training
+table (same code as the iterative baseline's rounds), evaluated the same way; system "supervised".
+
+``python -m ssrl_lab.train.supervised --profile demo --corpus data/synthvox-demo --run-dir outputs/supervised``
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+
+import numpy as np
+
+from ..config import ConfigError, check
+from . import distributed as dist
+from .classifier import ClassifierConfig, ClassifierModel, fit, new_backbone, result_fields
+from .context import eval_summary, evaluate_model, resolve_device, seed_everything
+from .iterative import _DEMO_AUG
+from .run import RunDir
+
+log = logging.getLogger("ssrl_lab.train.supervised")
+
+
+@dataclasses.dataclass
+class SupervisedConfig(ClassifierConfig):
+    """Classifier training on the true labels (see :class:`ClassifierConfig`)."""
+
+    @classmethod
+    def profile(cls, name: str, **overrides) -> "SupervisedConfig":
+        return cls._profile(PROFILES, name, overrides)
+
+
+PROFILES: dict[str, dict] = {
+    "smoke": dict(encoder_preset="micro", crop_s=1.0, batch_size=8, epochs=2, max_steps_per_epoch=3, augment=None,
+                  amp="off", eval_batch_size=16, eval_max_len_s=1.5),
+    "demo": dict(encoder_preset="tiny", crop_s=2.0, batch_size=64, epochs=8, optimizer="adam", lr=2e-3, min_lr=1e-5,
+                 warmup_epochs=1.0, weight_decay=5e-5, augment=_DEMO_AUG, preload=True, eval_every=0),
+    "vox": dict(encoder_preset="ssrl_paper", crop_s=2.0, batch_size=256, epochs=80, optimizer="adam", lr=1e-3,
+                min_lr=1e-5, warmup_epochs=2.0, weight_decay=5e-5, augment={}, num_workers=8, eval_batch_size=1,
+                eval_every=10),
+}
+
+
+def train(cfg: SupervisedConfig, *, resume: bool = False, progress: bool = True,
+          stop_after_epoch: int | None = None) -> dict | None:
+    """Train on the true labels; returns the results (also results.json)."""
+    from ..data.corpus import open_corpus
+
+    check(bool(cfg.corpus), "SupervisedConfig.corpus is empty: give --corpus DIR")
+    check(bool(cfg.run_dir), "SupervisedConfig.run_dir is empty: give --run-dir DIR")
+    dist.init_distributed()
+    device = resolve_device(cfg.device)
+    run = RunDir(cfg.run_dir, cfg.to_dict(), resume=resume)
+    if resume and run.read_results() is not None:
+        return run.read_results()
+    corpus = open_corpus(cfg.corpus)
+    labels, names = corpus.train.speaker_codes()
+    if (labels < 0).any():
+        raise ConfigError(f"corpus {cfg.corpus}: {(labels < 0).sum()} training utterances have no speaker label; "
+                          "the supervised bound needs them all")
+    t0 = time.perf_counter()
+    model = ClassifierModel(new_backbone(cfg, cfg.seed), len(names), cfg.aam_scale, cfg.aam_margin)
+    seed_everything(cfg.seed + 1000 * dist.rank())
+    out = fit(cfg, run, model, corpus.train, labels, device, stage="supervised", progress=progress,
+              stop_after_epoch=stop_after_epoch, resume=resume, corpus=corpus)
+    if out is None:
+        return None
+    backbone, info = out
+    ev = evaluate_model(backbone, corpus, cfg, device, progress=progress, return_scores=True)
+    run.log_metrics({"stage": "supervised-eval", "epoch": cfg.epochs, "eval": eval_summary(ev),
+                     "seconds": ev["seconds"]})
+    run.write_scores(ev["scores"], ev["labels"])
+    results = {"system": "supervised", **result_fields(ev), "evaluated": info["evaluated"],
+               "n_speakers": len(names), "seconds": info["train_seconds"] + ev["seconds"], "epochs": cfg.epochs}
+    run.write_results(results)
+    dist.barrier()
+    return results
+
+
+def main(argv=None) -> int:
+    from .cli import main as cli_main
+
+    return cli_main("supervised", SupervisedConfig, train, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
