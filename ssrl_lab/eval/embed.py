@@ -54,11 +54,12 @@ def model_fingerprint(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def cache_fingerprint(utt_ids, cache_key: str, chunk_s, max_len_s) -> str:
+def cache_fingerprint(utt_ids, cache_key: str, chunk_s, max_len_s, bucket_s=None) -> str:
     """Fingerprint of an extraction: checkpoint identity, utt_ids and settings."""
     h = hashlib.sha256()
     h.update(json.dumps({"v": _CACHE_VERSION, "key": str(cache_key), "chunk_s": chunk_s,
-                         "max_len_s": max_len_s, "sr": SAMPLE_RATE}, sort_keys=True).encode())
+                         "max_len_s": max_len_s, "sr": SAMPLE_RATE,
+                         **({"bucket_s": bucket_s} if bucket_s is not None else {})}, sort_keys=True).encode())
     h.update("\n".join(utt_ids).encode())
     return h.hexdigest()
 
@@ -98,6 +99,15 @@ def _cut(wave: np.ndarray, start: int, length: int) -> np.ndarray:
     if piece.shape[0] < length:  # wrap ("repeat") padding of a short utterance
         piece = np.resize(wave, length)
     return piece
+
+
+def _trim_to_bucket(wave: np.ndarray, bucket: int) -> np.ndarray:
+    """The centre of ``wave`` trimmed to a multiple of ``bucket`` samples (short clips whole)."""
+    keep = (wave.shape[0] // bucket) * bucket
+    if keep == 0 or keep == wave.shape[0]:
+        return wave
+    start = (wave.shape[0] - keep) // 2
+    return wave[start : start + keep]
 
 
 class _Waves(torch.utils.data.Dataset):
@@ -177,7 +187,8 @@ def _dist_info() -> tuple[int, int]:
     return 0, 1
 
 
-def _embed_rows(model, table, rows, device, batch_size, chunk_s, max_len_s, progress, skip_bad, num_workers):
+def _embed_rows(model, table, rows, device, batch_size, chunk_s, max_len_s, progress, skip_bad, num_workers,
+                bucket_s=None):
     from tqdm.auto import tqdm
 
     seg = None
@@ -197,6 +208,8 @@ def _embed_rows(model, table, rows, device, batch_size, chunk_s, max_len_s, prog
             skipped.append((table.utt_id[rows[i]], err))
             continue
         wave = np.asarray(wave, dtype=np.float32)
+        if bucket_s is not None and chunk_s is None:
+            wave = _trim_to_bucket(wave, int(round(bucket_s * SAMPLE_RATE)))
         for start, length in segments(wave.shape[0], seg, pad_short):
             acc.add(int(i), _cut(wave, start, length))
     for utt, err in skipped:
@@ -240,6 +253,7 @@ def extract_embeddings(
     progress: bool = True,
     skip_bad: bool = False,
     num_workers: int = 0,
+    bucket_s: float | None = None,
 ) -> np.ndarray:
     """Embed every utterance of ``table``; returns float32 ``(len(table), D)`` in table order.
 
@@ -248,11 +262,15 @@ def extract_embeddings(
     ``torch.inference_mode()`` (its train/eval mode is restored afterwards). See the module
     docstring for ``chunk_s`` / ``max_len_s`` and for the cache (``cache_path``, ``cache_key``).
     ``skip_bad``: an unreadable file (``AudioError``) is logged and its row is NaN instead of
-    raising. ``num_workers``: DataLoader processes that decode audio.
+    raising. ``num_workers``: DataLoader processes that decode audio. ``bucket_s`` (full-length
+    mode only): trim each utterance, keeping its centre, to the largest multiple of ``bucket_s``
+    seconds, so that utterances of similar length share a batch (at most ``bucket_s`` of audio is
+    dropped; an utterance shorter than one bucket is kept whole). ``None`` embeds exact lengths,
+    which on a corpus where every length differs means one utterance per forward pass.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
-    for name, v in (("chunk_s", chunk_s), ("max_len_s", max_len_s)):
+    for name, v in (("chunk_s", chunk_s), ("max_len_s", max_len_s), ("bucket_s", bucket_s)):
         if v is not None and not v > 0:
             raise ValueError(f"{name} must be positive seconds or None, got {v}")
     n = len(table)
@@ -261,7 +279,7 @@ def extract_embeddings(
     fp = None
     if cache_path is not None:
         key = cache_key if cache_key is not None else "model:" + model_fingerprint(model)
-        fp = cache_fingerprint(table.utt_id, key, chunk_s, max_len_s)
+        fp = cache_fingerprint(table.utt_id, key, chunk_s, max_len_s, bucket_s)
         cached = load_cached(cache_path, fp, table.utt_id)
         if cached is not None:
             log.info("embeddings of %d utterances loaded from %s", n, cache_path)
@@ -277,7 +295,7 @@ def extract_embeddings(
     try:
         with torch.inference_mode():
             local, _ = _embed_rows(model, table, rows, device, batch_size, chunk_s, max_len_s,
-                                   progress and rank == 0, skip_bad, num_workers)
+                                   progress and rank == 0, skip_bad, num_workers, bucket_s)
     finally:
         model.train(was_training)
     if world > 1:

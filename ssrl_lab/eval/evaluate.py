@@ -80,6 +80,7 @@ def evaluate(
     progress: bool = False,
     skip_bad: bool = False,
     seed: int = 0,
+    bucket_s: float | None = None,
 ) -> dict:
     """Embed ``corpus.test`` with ``model`` and score ``corpus.trials`` and all test pairs.
 
@@ -93,7 +94,7 @@ def evaluate(
     t0 = time.perf_counter()
     emb = extract_embeddings(model, corpus.test, device=device, batch_size=batch_size, chunk_s=chunk_s,
                              max_len_s=max_len_s, cache_path=cache_path, cache_key=cache_key,
-                             progress=progress, skip_bad=skip_bad)
+                             progress=progress, skip_bad=skip_bad, bucket_s=bucket_s)
     speakers = corpus.test.speaker_codes()[0] if all_pairs else None
     out = score_embeddings(emb, corpus.trials, speakers, all_pairs=all_pairs, max_pairs=max_pairs,
                            train_mean=train_mean, return_scores=return_scores, seed=seed)

@@ -252,7 +252,8 @@ class TrainConfig(Config):
     ``skip_bad`` (substitute unreadable training files instead of raising); ``augment``
     (AugmentConfig fields; ``null`` = no waveform augmentation); ``spec_augment`` (SpecAugment on
     student features); ``eval_every`` (epochs between evaluations; 0 = only at the end);
-    ``eval_batch_size``, ``eval_chunk_s``, ``eval_max_len_s`` (embedding extraction);
+    ``eval_batch_size``, ``eval_chunk_s``, ``eval_max_len_s``, ``eval_bucket_s`` (embedding extraction;
+    ``eval_bucket_s`` trims test utterances to a length grid so that they batch);
     ``max_steps_per_epoch`` (0 = the whole table; tests cap it).
     """
 
@@ -272,6 +273,7 @@ class TrainConfig(Config):
     eval_batch_size: int = 16
     eval_chunk_s: float | None = None
     eval_max_len_s: float | None = None
+    eval_bucket_s: float | None = None
     max_steps_per_epoch: int = 0
 
     def validate(self) -> None:
@@ -280,6 +282,9 @@ class TrainConfig(Config):
         check(self.num_workers >= 0, f"num_workers must be >= 0, got {self.num_workers}")
         check(self.eval_every >= 0, f"eval_every must be >= 0, got {self.eval_every}")
         check(self.eval_batch_size >= 1, f"eval_batch_size must be >= 1, got {self.eval_batch_size}")
+        for name in ("eval_chunk_s", "eval_max_len_s", "eval_bucket_s"):
+            v = getattr(self, name)
+            check(v is None or v > 0, f"{name} must be positive seconds or None, got {v}")
         check(self.max_steps_per_epoch >= 0, f"max_steps_per_epoch must be >= 0, got {self.max_steps_per_epoch}")
         if self.augment is not None:
             try:
@@ -331,6 +336,7 @@ def evaluate_model(model: nn.Module, corpus, cfg: TrainConfig, device: torch.dev
 
     return evaluate(model, corpus, device=device, all_pairs=all_pairs, return_scores=return_scores,
                     batch_size=cfg.eval_batch_size, chunk_s=cfg.eval_chunk_s, max_len_s=cfg.eval_max_len_s,
+                    bucket_s=cfg.eval_bucket_s,
                     progress=progress and dist.is_main(), skip_bad=cfg.skip_bad, seed=cfg.seed)
 
 

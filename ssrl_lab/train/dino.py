@@ -203,11 +203,12 @@ PROFILES: dict[str, dict] = {
     "demo": dict(
         # 2 shared CPU cores: ~1.5 s per step of 32 utterances (4 crops each), 150 steps per epoch on the
         # SynthVox demo corpus; 3 epochs fit the ~12-minute budget (more epochs help: FEASIBILITY.md).
-        encoder_preset="tiny", n_global=2, global_s=2.0, n_local=2, local_s=1.0, batch_size=32, epochs=3,
+        encoder_preset="tiny", n_global=2, global_s=2.0, n_local=2, local_s=1.0, batch_size=64, epochs=15,
         optimizer="adamw", lr=1e-3, min_lr=1e-5, warmup_epochs=0.5, weight_decay=0.04, weight_decay_end=0.04,
         clip_grad=3.0, freeze_last_layer=1, teacher_momentum=0.99, teacher_momentum_end=0.996,
         momentum_schedule="cosine", teacher_temp=0.04, student_temp=0.1, center_momentum=0.9,
-        n_prototypes=1024, head_hidden=512, head_bottleneck=128, eval_every=0, preload=True,
+        n_prototypes=1024, head_hidden=512, head_bottleneck=128, eval_every=5, preload=True,
+        eval_batch_size=32, eval_bucket_s=0.5,
         augment={"p_reverb": 0.4, "p_noise": 0.4, "p_music": 0.0, "p_babble": 0.0, "p_none": 0.2},
     ),
     "vox": dict(

@@ -25,7 +25,7 @@ class RandomInitConfig(TrainConfig):
 
 PROFILES: dict[str, dict] = {
     "smoke": dict(encoder_preset="micro", eval_batch_size=16, eval_max_len_s=1.5, augment=None, amp="off"),
-    "demo": dict(encoder_preset="tiny", augment=None),
+    "demo": dict(encoder_preset="tiny", augment=None, eval_batch_size=32, eval_bucket_s=0.5),
     "vox": dict(encoder_preset="ssrl_paper", augment=None, eval_batch_size=1),
 }
 
