@@ -43,7 +43,7 @@ def test_small_presets_sizes():
 
 def test_config_validation_and_round_trip():
     cfg = EncoderConfig.preset("tiny")
-    assert cfg.aggregation_channels == 256
+    assert cfg.aggregation_channels == 192
     assert EncoderConfig(channels=64).aggregation_channels == 192  # 0 -> 3 * channels
     assert EncoderConfig.from_dict(cfg.to_dict()) == cfg
     assert cfg.to_dict()["dilations"] == [2, 3, 4]
