@@ -47,7 +47,7 @@ def test_config_validation_and_round_trip():
     assert EncoderConfig(channels=64).aggregation_channels == 192  # 0 -> 3 * channels
     assert EncoderConfig.from_dict(cfg.to_dict()) == cfg
     assert cfg.to_dict()["dilations"] == [2, 3, 4]
-    with pytest.raises(ConfigError, match="scale=3 must divide channels=128"):
+    with pytest.raises(ConfigError, match="scale=3 must divide channels=64"):
         EncoderConfig.preset("tiny", scale=3)
     with pytest.raises(ConfigError, match="unknown encoder preset 'big'"):
         EncoderConfig.preset("big")
