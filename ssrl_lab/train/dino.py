@@ -201,8 +201,8 @@ PROFILES: dict[str, dict] = {
         amp="off",
     ),
     "demo": dict(
-        # 2 shared CPU cores: ~1.5 s per step of 32 utterances (4 crops each), 150 steps per epoch on the
-        # SynthVox demo corpus; 3 epochs fit the ~12-minute budget (more epochs help: FEASIBILITY.md).
+        # 2 idle CPU cores: ~0.5 s per step of 64 utterances (4 crops each), 75 steps per epoch on the
+        # SynthVox demo corpus; 15 epochs take ~10 minutes (FEASIBILITY.md: more epochs keep helping).
         encoder_preset="tiny", n_global=2, global_s=2.0, n_local=2, local_s=1.0, batch_size=64, epochs=15,
         optimizer="adamw", lr=1e-3, min_lr=1e-5, warmup_epochs=0.5, weight_decay=0.04, weight_decay_end=0.04,
         clip_grad=3.0, freeze_last_layer=1, teacher_momentum=0.99, teacher_momentum_end=0.996,
