@@ -25,7 +25,9 @@ from ..config import check
 from . import distributed as dist
 from .context import (TrainConfig, autocast, build_augmenter, build_optimizer, build_spec_augment, clip_gradients,
                       make_loader, param_groups, progress as progress_bar, rng_state, set_lr_wd, set_rng_state,
-                      steps_per_epoch, sync_bn_enabled, wrap_ddp)
+                      skip_batches, steps_per_epoch, sync_bn_enabled, wrap_ddp)
+from .guards import check_finite_modules, check_world
+from .signals import interruptible
 from .ema import ema_update, make_teacher, unwrap
 from .run import RunDir
 from .schedules import cosine_schedule, momentum_schedule
@@ -128,11 +130,22 @@ def classifier_step(model, optimizer, wave, labels, it: int, lr_s, cfg: Classifi
 
 def train_epoch(model, optimizer, loader, epoch: int, spe: int, lr_s, cfg: ClassifierConfig, device,
                 gate: float | None = None, weights_of=None, teacher=None, mom_s=None, progress: bool = False,
-                desc: str = "train") -> dict:
-    """One epoch; ``weights_of(index tensor) -> weights`` gives per-sample weights (optional)."""
+                desc: str = "train", stop=None, partial: dict | None = None) -> dict:
+    """One epoch; ``weights_of(index tensor) -> weights`` gives per-sample weights (optional).
+
+    ``stop`` (a :class:`~ssrl_lab.train.signals.StopFlag`): when a stop is requested at a step
+    boundary before the epoch's end, returns ``{"partial": {...}}`` (the step reached, the sums so
+    far, the RNG states) instead of the statistics; ``partial`` resumes such an epoch exactly.
+    """
     sums = torch.zeros(4, dtype=torch.float64)  # loss, samples, kept, correct
-    n = 0
-    for step, batch in enumerate(progress_bar(loader, progress, total=spe, desc=desc)):
+    n, first = 0, 0
+    if partial is not None:
+        first, n, sums = int(partial["step"]), int(partial["n"]), partial["sums"].clone()
+        loader = skip_batches(loader, first)
+    batches = iter(progress_bar(loader, progress, total=spe - first, desc=desc))
+    if partial is not None:  # after the loader iterator drew its seed, as in the straight run
+        set_rng_state(partial["rng"][dist.rank()])
+    for step, batch in enumerate(batches, start=first):
         if step >= spe:
             break
         wave = batch["wave"].to(device, non_blocking=True)
@@ -143,6 +156,9 @@ def train_epoch(model, optimizer, loader, epoch: int, spe: int, lr_s, cfg: Class
         sums += torch.tensor([out["loss"], len(labels), float(out["kept"].sum()), float(out["correct"].sum())],
                              dtype=torch.float64)
         n += 1
+        if stop is not None and stop.requested() and step + 1 < spe:
+            return {"partial": {"step": step + 1, "n": n, "sums": sums.clone(),
+                                "rng": dist.all_gather_object(rng_state())}}
     dist.all_reduce_sum(sums)
     return {"loss": float(sums[0] / max(n * dist.world_size(), 1)), "train_acc": float(sums[3] / max(sums[1], 1)),
             "kept_fraction": float(sums[2] / max(sums[1], 1)), "lr": lr_s[epoch * spe + max(n - 1, 0)], "steps": n}
@@ -158,7 +174,8 @@ def fit(cfg: ClassifierConfig, run: RunDir, model: ClassifierModel, table, label
     "seconds", **record}`` and checkpoints to ``<ckpt_name>.pt`` (resumed when present and
     ``resume``). Returns ``(backbone to evaluate, info)`` where the backbone is the EMA
     teacher's when ``cfg.ema_teacher`` (info["evaluated"] says which), or None when stopped by
-    ``stop_after_epoch``.
+    ``stop_after_epoch``. SIGTERM / SIGINT: the step in progress is checkpointed (resumed
+    exactly) and :class:`~ssrl_lab.train.signals.TrainingInterrupted` raised.
     """
     from ..data.datasets import LabelledCropDataset
 
@@ -166,6 +183,7 @@ def fit(cfg: ClassifierConfig, run: RunDir, model: ClassifierModel, table, label
     world = dist.world_size()
     check(cfg.batch_size % world == 0, f"batch_size={cfg.batch_size} must be divisible by the world size {world}")
     per_rank = cfg.batch_size // world
+    check_world(len(table), world)
     model = model.to(device)
     teacher = make_teacher(model) if cfg.ema_teacher else None
     sync_bn = sync_bn_enabled(cfg, device)
@@ -179,7 +197,7 @@ def fit(cfg: ClassifierConfig, run: RunDir, model: ClassifierModel, table, label
         spe = min(spe, cfg.max_steps_per_epoch)
     lr_s = cosine_schedule(cfg.lr, cfg.min_lr, cfg.epochs, spe, cfg.warmup_epochs)
     mom_s = momentum_schedule(cfg.teacher_momentum, cfg.teacher_momentum_end, cfg.epochs, spe, "cosine")
-    start, seconds = 0, 0.0
+    start, seconds, partial = 0, 0.0, None
     ckpt = run.load_checkpoint(ckpt_name) if resume else None
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
@@ -187,33 +205,48 @@ def fit(cfg: ClassifierConfig, run: RunDir, model: ClassifierModel, table, label
         if teacher is not None:
             teacher.load_state_dict(ckpt["teacher"])
         start, seconds = int(ckpt["epoch"]), float(ckpt["seconds"])
-        if len(ckpt["rng"]) == world:
+        partial = ckpt.get("partial")
+        if len(ckpt["rng"]) == world and partial is None:
             set_rng_state(ckpt["rng"][dist.rank()])
         run.truncate_metrics(int(ckpt["n_metrics"]))
         log.info("%s: resumed at epoch %d", stage, start)
-    for epoch in range(start, cfg.epochs):
-        t0 = time.perf_counter()
-        loader = make_loader(dataset, per_rank, epoch, seed, shuffle=True, drop_last=True, num_workers=cfg.num_workers)
-        stats = train_epoch(model_ddp, optimizer, loader, epoch, spe, lr_s, cfg, device, gate=gate, teacher=teacher,
-                            mom_s=mom_s, progress=progress, desc=f"{stage} {epoch + 1}/{cfg.epochs}")
-        dt = time.perf_counter() - t0
-        seconds += dt
-        rec = {"stage": stage, "epoch": epoch + 1, **stats, **(record or {}), "seconds": dt}
-        if corpus is not None and cfg.eval_every and (epoch + 1) % cfg.eval_every == 0 and epoch + 1 < cfg.epochs:
-            from .context import eval_summary, evaluate_model
+    with interruptible() as stop:
+        for epoch in range(start, cfg.epochs):
+            t0 = time.perf_counter()
+            loader = make_loader(dataset, per_rank, epoch, seed, shuffle=True, drop_last=True, num_workers=cfg.num_workers)
+            stats = train_epoch(model_ddp, optimizer, loader, epoch, spe, lr_s, cfg, device, gate=gate, teacher=teacher,
+                                mom_s=mom_s, progress=progress, desc=f"{stage} {epoch + 1}/{cfg.epochs}", stop=stop,
+                                partial=partial)
+            dt = time.perf_counter() - t0 + (partial["epoch_seconds"] if partial else 0.0)
+            partial = None
+            if "partial" in stats:  # stopped by a signal at a step boundary: checkpoint this step
+                part = {**stats["partial"], "epoch_seconds": dt}
+                check_finite_modules([model, teacher], f"{stage} epoch {epoch + 1}, step {part['step']}")
+                run.save_checkpoint({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                     "teacher": teacher.state_dict() if teacher is not None else None,
+                                     "rng": part["rng"], "seconds": seconds, "stage": stage, "partial": part},
+                                    name=ckpt_name)
+                raise stop.interrupted(run.path, epoch + 1, part["step"])
+            seconds += dt
+            rec = {"stage": stage, "epoch": epoch + 1, **stats, **(record or {}), "seconds": dt}
+            if corpus is not None and cfg.eval_every and (epoch + 1) % cfg.eval_every == 0 and epoch + 1 < cfg.epochs:
+                from .context import eval_summary, evaluate_model
 
-            net = (teacher if teacher is not None else model).backbone
-            rec["eval"] = eval_summary(evaluate_model(net, corpus, cfg, device, all_pairs=False))
-        run.log_metrics(rec)
-        if dist.is_main():
-            log.info("%s epoch %d/%d loss %.3f acc %.3f kept %.2f", stage, epoch + 1, cfg.epochs, stats["loss"],
-                     stats["train_acc"], stats["kept_fraction"])
-        run.save_checkpoint({"epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                             "teacher": teacher.state_dict() if teacher is not None else None,
-                             "rng": dist.all_gather_object(rng_state()), "seconds": seconds, "stage": stage},
-                            name=ckpt_name)
-        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < cfg.epochs:
-            return None
+                net = (teacher if teacher is not None else model).backbone
+                rec["eval"] = eval_summary(evaluate_model(net, corpus, cfg, device, all_pairs=False))
+            run.log_metrics(rec)
+            if dist.is_main():
+                log.info("%s epoch %d/%d loss %.3f acc %.3f kept %.2f", stage, epoch + 1, cfg.epochs, stats["loss"],
+                         stats["train_acc"], stats["kept_fraction"])
+            check_finite_modules([model, teacher], f"{stage} epoch {epoch + 1}")
+            run.save_checkpoint({"epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                 "teacher": teacher.state_dict() if teacher is not None else None,
+                                 "rng": dist.all_gather_object(rng_state()), "seconds": seconds, "stage": stage},
+                                name=ckpt_name)
+            if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and epoch + 1 < cfg.epochs:
+                return None
+            if epoch + 1 < cfg.epochs and stop.requested():
+                raise stop.interrupted(run.path, epoch + 1, 0)
     evaluated = teacher if teacher is not None else model
     return evaluated.backbone, {"evaluated": "ema_teacher" if teacher is not None else "student",
                                 "train_seconds": seconds}

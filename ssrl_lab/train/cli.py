@@ -15,6 +15,8 @@ import sys
 from typing import Any, Callable, Sequence
 
 from ..config import ConfigError
+from .guards import TrainingDiverged
+from .signals import TrainingInterrupted
 
 
 def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
@@ -55,7 +57,12 @@ def build_parser(method: str) -> argparse.ArgumentParser:
 
 
 def main(method: str, config_cls, train_fn: Callable, argv: Sequence[str] | None = None) -> int:
-    """Parse arguments, build ``config_cls.profile(...)``, run ``train_fn``; ConfigError -> exit 2."""
+    """Parse arguments, build ``config_cls.profile(...)``, run ``train_fn``.
+
+    Exit status: 0 done; 2 configuration error; 3 training diverged (NaN loss, DINO collapse;
+    the last good checkpoint is kept); 128 + signum when stopped by SIGTERM (143) or SIGINT
+    (130) after checkpointing - continue with ``--resume``.
+    """
     args = build_parser(method).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
@@ -67,6 +74,12 @@ def main(method: str, config_cls, train_fn: Callable, argv: Sequence[str] | None
     except ConfigError as e:
         print(f"{method}: configuration error: {e}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as e:  # SIGTERM / SIGINT: checkpoint saved at a step boundary
+        print(f"{method}: {e}", file=sys.stderr)
+        return e.exit_code
+    except TrainingDiverged as e:  # NaN loss / DINO collapse: the last good checkpoint is kept
+        print(f"{method}: training stopped: {e}", file=sys.stderr)
+        return 3
     from . import distributed as dist
 
     if dist.is_main() and results is not None:

@@ -343,3 +343,16 @@ def evaluate_model(model: nn.Module, corpus, cfg: TrainConfig, device: torch.dev
 def eval_summary(ev: dict) -> dict:
     """The JSON-ready part of an evaluation (scores arrays dropped)."""
     return {k: v for k, v in ev.items() if k not in ("scores", "labels")}
+
+
+def skip_batches(loader: DataLoader, n: int) -> DataLoader:
+    """The same epoch's loader without its first ``n`` batches (resuming mid-epoch).
+
+    The batches keep the order of ``loader`` (same sampler permutation); the skipped ones are
+    never loaded. ``n <= 0`` returns ``loader`` itself.
+    """
+    if n <= 0:
+        return loader
+    batches = list(loader.batch_sampler)[n:]
+    return DataLoader(loader.dataset, batch_sampler=batches, num_workers=loader.num_workers,
+                      collate_fn=loader.collate_fn, pin_memory=loader.pin_memory, persistent_workers=False)

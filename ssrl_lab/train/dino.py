@@ -28,11 +28,13 @@ from ..config import check
 from . import distributed as dist
 from .context import (TrainConfig, autocast, build_augmenter, build_optimizer, build_spec_augment, clip_gradients,
                       eval_summary, evaluate_model, make_loader, param_groups, progress as progress_bar,
-                      resolve_device, rng_state, seed_everything, set_lr_wd, set_rng_state, steps_per_epoch,
-                      sync_bn_enabled, wrap_ddp)
+                      resolve_device, rng_state, seed_everything, set_lr_wd, set_rng_state, skip_batches,
+                      steps_per_epoch, sync_bn_enabled, wrap_ddp)
+from .guards import CollapseGuard, check_finite_modules, check_loss, check_world
 from .ema import ema_update, make_teacher, unwrap
 from .run import RunDir, read_checkpoint
 from .schedules import cosine_schedule, momentum_schedule, warmup_constant_schedule
+from .signals import interruptible
 
 log = logging.getLogger("ssrl_lab.train.dino")
 
@@ -131,6 +133,14 @@ class DINOConfig(TrainConfig):
     ``weight_decay_end`` (cosine). Teacher momentum ``teacher_momentum`` -> ``teacher_momentum_end``
     (``momentum_schedule`` "cosine" | "linear" | "constant"); teacher temperature warms up
     from ``warmup_teacher_temp`` over ``warmup_teacher_temp_epochs``.
+
+    Collapse guard (:class:`~ssrl_lab.train.guards.CollapseGuard`, on with ``collapse_guard``):
+    the run stops with a message, keeping the last checkpoint, when for ``collapse_patience``
+    consecutive steps the entropy of the teacher's batch-mean output is under ``collapse_low``
+    nats (one prototype dominates) or its mean per-sample entropy is above ``collapse_high`` x
+    log(``n_prototypes``) (uniform outputs). A healthy sharp teacher has a low per-sample entropy
+    but spreads its argmaxes; the early-epoch dip of prototype use (FEASIBILITY.md) stays far
+    from both thresholds and is shorter than the patience.
     """
 
     n_global: int = 2
@@ -163,9 +173,16 @@ class DINOConfig(TrainConfig):
     head_layers: int = 3
     head_bn: bool = True
     norm_last_layer: bool = True
+    collapse_guard: bool = True
+    collapse_low: float = 0.1
+    collapse_high: float = 0.98
+    collapse_patience: int = 20
 
     def validate(self) -> None:
         super().validate()
+        check(self.collapse_low >= 0, f"collapse_low must be >= 0 nats, got {self.collapse_low}")
+        check(0 < self.collapse_high <= 1, f"collapse_high must be in (0, 1], got {self.collapse_high}")
+        check(self.collapse_patience >= 1, f"collapse_patience must be >= 1 step, got {self.collapse_patience}")
         check(self.n_global >= 1, f"n_global must be >= 1, got {self.n_global}")
         check(self.n_local >= 0, f"n_local must be >= 0, got {self.n_local}")
         check(self.n_global + self.n_local >= 2, "DINO needs at least 2 views (n_global + n_local >= 2)")
@@ -263,6 +280,11 @@ def train(cfg: DINOConfig, *, resume: bool = False, progress: bool = True,
     ``resume``: continue from ``checkpoint.pt`` in ``cfg.run_dir`` (or return the stored
     results of a finished run). ``stop_after_epoch``: stop right after that epoch's checkpoint
     and return None, as if the process had been killed (tests, time-boxed sessions).
+
+    SIGTERM / SIGINT stop the run at the next step boundary after checkpointing that step
+    (resumed exactly, mid-epoch) and raise :class:`~ssrl_lab.train.signals.TrainingInterrupted`.
+    A NaN / inf loss or a collapsed teacher raises :class:`~ssrl_lab.train.guards.TrainingDiverged`;
+    the last checkpoint is kept.
     """
     from ..data.corpus import open_corpus
     from ..data.datasets import MultiCropDataset
@@ -281,6 +303,7 @@ def train(cfg: DINOConfig, *, resume: bool = False, progress: bool = True,
     check(cfg.batch_size % world == 0, f"batch_size={cfg.batch_size} must be divisible by the world size {world}")
     corpus = open_corpus(cfg.corpus)
     train_table = corpus.train.without_speakers()
+    check_world(len(train_table), world)
 
     seed_everything(cfg.seed)  # identical initialisation on every rank
     student = build_student(cfg).to(device)
@@ -309,11 +332,15 @@ def train(cfg: DINOConfig, *, resume: bool = False, progress: bool = True,
     temp_s = warmup_constant_schedule(cfg.warmup_teacher_temp, cfg.teacher_temp, cfg.warmup_teacher_temp_epochs,
                                       cfg.epochs, spe)
 
-    start_epoch, seconds_before, last_eval = 0, 0.0, None
+    start_epoch, seconds_before, last_eval, partial = 0, 0.0, None, None
+    guard = CollapseGuard(cfg.n_prototypes, cfg.collapse_low, cfg.collapse_high, cfg.collapse_patience) \
+        if cfg.collapse_guard else None
     rank_seed = cfg.seed + 1000 * dist.rank()
     seed_everything(rank_seed)
     if resume:
         ckpt = run.load_checkpoint()
+        if ckpt is None:
+            run.truncate_metrics(0)  # lines of an attempt killed before its first checkpoint
         if ckpt is not None:
             student_mod.load_state_dict(ckpt["student"])
             teacher.load_state_dict(ckpt["teacher"])
@@ -321,87 +348,115 @@ def train(cfg: DINOConfig, *, resume: bool = False, progress: bool = True,
             criterion.load_state_dict(ckpt["loss"])
             start_epoch, seconds_before = int(ckpt["epoch"]), float(ckpt["seconds"])
             last_eval = ckpt.get("last_eval")
+            partial = ckpt.get("partial")
+            if guard is not None and ckpt.get("collapse"):
+                guard.load_state_dict(ckpt["collapse"])
             states = ckpt["rng"]
-            if len(states) == world:
+            if len(states) == world and partial is None:
                 set_rng_state(states[dist.rank()])
             run.truncate_metrics(int(ckpt["n_metrics"]))
-            log.info("resumed %s at epoch %d", run.path, start_epoch)
+            log.info("resumed %s at epoch %d%s", run.path, start_epoch,
+                     f", step {partial['step']}" if partial else "")
     log.info("DINO: %d utterances, %d steps/epoch, batch %d (%d per rank, world %d), device %s",
              len(dataset), spe, cfg.batch_size, per_rank, world, device)
 
     last_layer = set(id(p) for p in student_mod.head.last_layer_parameters())
-    t_run = time.perf_counter()
-    for epoch in range(start_epoch, cfg.epochs):
-        t0 = time.perf_counter()
-        loader = make_loader(dataset, per_rank, epoch, cfg.seed, shuffle=True, drop_last=True,
-                             num_workers=cfg.num_workers)
-        sums = torch.zeros(4, dtype=torch.float64)  # loss, entropy, entropy_of_mean, distinct per batch
-        argmaxes = []
-        n = 0
-        it_loader = progress_bar(loader, progress, total=spe, desc=f"dino {epoch + 1}/{cfg.epochs}")
-        for step, batch in enumerate(it_loader):
-            if step >= spe:
-                break
-            it = epoch * spe + step
-            set_lr_wd(optimizer, lr_s[it], wd_s[it])
-            views = [v.to(device, non_blocking=True) for v in batch["views"]]
-            with autocast(device, cfg.amp):
-                with torch.no_grad():
-                    t_out = teacher(views[: cfg.n_global])
-                s_out = student_ddp(views, augment_spec=cfg.spec_augment)
-            loss = criterion(s_out, t_out, temp_s[it])
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"DINO loss is {loss.item()} at epoch {epoch + 1}, step {step}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            clip_gradients(student_mod, cfg.clip_grad)
-            if epoch < cfg.freeze_last_layer:
-                for p in student_mod.parameters():
-                    if id(p) in last_layer:
-                        p.grad = None
-            optimizer.step()
-            ema_update(teacher, student_mod, mom_s[it])
-            st = teacher_stats(criterion.teacher_probs(t_out, temp_s[it]))
-            criterion.update_center(t_out)
-            sums += torch.tensor([loss.item(), st["entropy"], st["entropy_of_mean"],
-                                  float(st["argmax"].unique().numel())], dtype=torch.float64)
-            argmaxes.append(st["argmax"])
-            n += 1
-        dist.all_reduce_mean(sums)
-        arg_all = dist.all_gather_variable(torch.cat(argmaxes)) if argmaxes else torch.zeros(0)
-        last = epoch * spe + n - 1
-        stats = {
-            "loss": float(sums[0] / n), "lr": lr_s[last], "weight_decay": wd_s[last], "momentum": mom_s[last],
-            "teacher_temp": temp_s[last], "teacher_entropy": float(sums[1] / n),
-            "teacher_entropy_of_mean": float(sums[2] / n), "teacher_distinct_argmax": float(sums[3] / n),
-            "teacher_distinct_argmax_epoch": int(arg_all.unique().numel()), "steps": n,
+
+    def state(epoch_done: int, part: dict | None) -> dict:
+        where = f"DINO after epoch {epoch_done}" + (f", step {part['step']} of epoch {epoch_done + 1}" if part else "")
+        check_finite_modules([student_mod, teacher, criterion], where)
+        return {
+            "epoch": epoch_done, "step": epoch_done * spe + (part["step"] if part else 0),
+            "student": student_mod.state_dict(), "teacher": teacher.state_dict(),
+            "optimizer": optimizer.state_dict(), "loss": criterion.state_dict(),
+            "rng": dist.all_gather_object(rng_state()), "seconds": seconds_before + time.perf_counter() - t_run,
+            "last_eval": last_eval, "config": cfg.to_dict(), "partial": part,
+            "collapse": guard.state_dict() if guard is not None else None,
         }
-        is_last = epoch + 1 == cfg.epochs
-        if is_last or (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0):
-            ev = evaluate_model(teacher.backbone, corpus, cfg, device, progress=progress, return_scores=is_last)
-            ev_s = evaluate_model(student_mod.backbone, corpus, cfg, device, all_pairs=False)
-            stats["eval"] = eval_summary(ev)
-            stats["eval_student"] = {"eer": ev_s["eer"], "mindcf_0.01": ev_s["mindcf_0.01"]}
-            last_eval = (stats["eval"], stats["eval_student"])
-            if is_last:
-                run.write_scores(ev["scores"], ev["labels"])
-        record = _epoch_record(stats, epoch + 1, time.perf_counter() - t0)
-        run.log_metrics(record)
-        if dist.is_main():
-            log.info("epoch %d/%d loss %.4f H(t) %.3f H(mean t) %.3f distinct %.1f%s", epoch + 1, cfg.epochs,
-                     stats["loss"], stats["teacher_entropy"], stats["teacher_entropy_of_mean"],
-                     stats["teacher_distinct_argmax"],
-                     f" EER teacher {stats['eval']['eer']:.2f} student {stats['eval_student']['eer']:.2f}"
-                     if "eval" in stats else "")
-        seconds = seconds_before + time.perf_counter() - t_run
-        run.save_checkpoint({
-            "epoch": epoch + 1, "step": (epoch + 1) * spe, "student": student_mod.state_dict(),
-            "teacher": teacher.state_dict(), "optimizer": optimizer.state_dict(), "loss": criterion.state_dict(),
-            "rng": dist.all_gather_object(rng_state()), "seconds": seconds, "last_eval": last_eval,
-            "config": cfg.to_dict(),
-        })
-        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and not is_last:
-            return None
+
+    t_run = time.perf_counter()
+    with interruptible() as stop:
+        for epoch in range(start_epoch, cfg.epochs):
+            t0 = time.perf_counter()
+            loader = make_loader(dataset, per_rank, epoch, cfg.seed, shuffle=True, drop_last=True,
+                                 num_workers=cfg.num_workers)
+            sums = torch.zeros(4, dtype=torch.float64)  # loss, entropy, entropy_of_mean, distinct per batch
+            argmaxes = []
+            n, first, epoch_seconds = 0, 0, 0.0
+            if partial is not None:  # resuming mid-epoch: the accumulators and the step reached
+                first, n, epoch_seconds = int(partial["step"]), int(partial["n"]), float(partial["epoch_seconds"])
+                sums, argmaxes = partial["sums"].clone(), list(partial["argmaxes"])
+                loader = skip_batches(loader, first)
+            it_loader = iter(progress_bar(loader, progress, total=spe - first, desc=f"dino {epoch + 1}/{cfg.epochs}"))
+            if partial is not None:  # after the loader iterator drew its seed, as in the straight run
+                set_rng_state(partial["rng"][dist.rank()])
+                partial = None
+            for step, batch in enumerate(it_loader, start=first):
+                if step >= spe:
+                    break
+                it = epoch * spe + step
+                set_lr_wd(optimizer, lr_s[it], wd_s[it])
+                views = [v.to(device, non_blocking=True) for v in batch["views"]]
+                with autocast(device, cfg.amp):
+                    with torch.no_grad():
+                        t_out = teacher(views[: cfg.n_global])
+                    s_out = student_ddp(views, augment_spec=cfg.spec_augment)
+                loss = criterion(s_out, t_out, temp_s[it])
+                check_loss(loss, "DINO", epoch, step, it)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                clip_gradients(student_mod, cfg.clip_grad)
+                if epoch < cfg.freeze_last_layer:
+                    for p in student_mod.parameters():
+                        if id(p) in last_layer:
+                            p.grad = None
+                optimizer.step()
+                ema_update(teacher, student_mod, mom_s[it])
+                st = teacher_stats(criterion.teacher_probs(t_out, temp_s[it]))
+                criterion.update_center(t_out)
+                sums += torch.tensor([loss.item(), st["entropy"], st["entropy_of_mean"],
+                                      float(st["argmax"].unique().numel())], dtype=torch.float64)
+                argmaxes.append(st["argmax"])
+                n += 1
+                if guard is not None:
+                    guard.update(st["entropy"], st["entropy_of_mean"], epoch, step)
+                if stop.requested() and step + 1 < spe:
+                    run.save_checkpoint(state(epoch, {
+                        "step": step + 1, "n": n, "sums": sums.clone(), "argmaxes": list(argmaxes),
+                        "epoch_seconds": epoch_seconds + time.perf_counter() - t0,
+                        "rng": dist.all_gather_object(rng_state())}))
+                    raise stop.interrupted(run.path, epoch + 1, step + 1)
+            dist.all_reduce_mean(sums)
+            arg_all = dist.all_gather_variable(torch.cat(argmaxes)) if argmaxes else torch.zeros(0)
+            last = epoch * spe + n - 1
+            stats = {
+                "loss": float(sums[0] / n), "lr": lr_s[last], "weight_decay": wd_s[last], "momentum": mom_s[last],
+                "teacher_temp": temp_s[last], "teacher_entropy": float(sums[1] / n),
+                "teacher_entropy_of_mean": float(sums[2] / n), "teacher_distinct_argmax": float(sums[3] / n),
+                "teacher_distinct_argmax_epoch": int(arg_all.unique().numel()), "steps": n,
+            }
+            is_last = epoch + 1 == cfg.epochs
+            if is_last or (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0):
+                ev = evaluate_model(teacher.backbone, corpus, cfg, device, progress=progress, return_scores=is_last)
+                ev_s = evaluate_model(student_mod.backbone, corpus, cfg, device, all_pairs=False)
+                stats["eval"] = eval_summary(ev)
+                stats["eval_student"] = {"eer": ev_s["eer"], "mindcf_0.01": ev_s["mindcf_0.01"]}
+                last_eval = (stats["eval"], stats["eval_student"])
+                if is_last:
+                    run.write_scores(ev["scores"], ev["labels"])
+            record = _epoch_record(stats, epoch + 1, epoch_seconds + time.perf_counter() - t0)
+            run.log_metrics(record)
+            if dist.is_main():
+                log.info("epoch %d/%d loss %.4f H(t) %.3f H(mean t) %.3f distinct %.1f%s", epoch + 1, cfg.epochs,
+                         stats["loss"], stats["teacher_entropy"], stats["teacher_entropy_of_mean"],
+                         stats["teacher_distinct_argmax"],
+                         f" EER teacher {stats['eval']['eer']:.2f} student {stats['eval_student']['eer']:.2f}"
+                         if "eval" in stats else "")
+            run.save_checkpoint(state(epoch + 1, None))
+            if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and not is_last:
+                return None
+            if not is_last and stop.requested():
+                raise stop.interrupted(run.path, epoch + 1, 0)
 
     ev, ev_s = last_eval if last_eval else (None, None)
     if ev is None:  # resumed a run whose last epoch was checkpointed but not evaluated

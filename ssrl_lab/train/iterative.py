@@ -159,6 +159,7 @@ def train(cfg: IterativeConfig, *, resume: bool = False, progress: bool = True,
             backbone = new_backbone(cfg, cfg.seed + 7919 * r)
         else:
             backbone = copy.deepcopy(current)
+        seed_everything(cfg.seed + 7919 * r)  # the AAM head's initialisation draws from the global generator
         model = ClassifierModel(backbone, cfg.k, cfg.aam_scale, cfg.aam_margin)
         if cfg.init == "finetune":  # the current model's clusters are its classes: start from the centroids
             model.head.init_from_centroids(torch.as_tensor(centroids))

@@ -32,6 +32,10 @@ log = logging.getLogger("ssrl_lab.train.run")
 #: (where the files live is not part of what the run computes).
 IGNORED_KEYS = ("run_dir",)
 
+#: Test hook: seconds to sleep between writing a checkpoint's temporary file and renaming it,
+#: so that tests can SIGKILL a run in the middle of a checkpoint write. Never set it otherwise.
+SLOW_CHECKPOINT_ENV = "SSRL_LAB_TEST_SLOW_CHECKPOINT"
+
 
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """``{"a": {"b": 1}} -> {"a.b": 1}``; lists are kept whole."""
@@ -89,6 +93,8 @@ class RunDir:
                     "pass --resume to continue it or choose another --run-dir"
                 )
         if self.writer:
+            if self.path.exists():
+                self.remove_stale_temporaries()
             (self.path / "embeddings").mkdir(parents=True, exist_ok=True)
             (self.path / "plots").mkdir(parents=True, exist_ok=True)
             atomic_write_json(self.path / "config.json", self.config)
@@ -155,8 +161,22 @@ class RunDir:
             cur = self.path / f"{name}.pt"
             if cur.exists():
                 os.replace(cur, self.path / f"{name}.prev.pt")
-            atomic_torch_save(state, cur)
+            slow = os.environ.get(SLOW_CHECKPOINT_ENV)
+            if slow:
+                _slow_torch_save(state, cur, float(slow))
+            else:
+                atomic_torch_save(state, cur)
         dist.barrier()
+
+    def remove_stale_temporaries(self) -> list[Path]:
+        """Delete temporary files left by a write that was killed (``.<file>.*.tmp``); returns them."""
+        if not self.writer:
+            return []
+        stale = sorted(self.path.glob(".*.tmp"))
+        for p in stale:
+            log.warning("removing %s, left by an interrupted write", p.name)
+            p.unlink(missing_ok=True)
+        return stale
 
     def load_checkpoint(self, name: str = "checkpoint", map_location="cpu") -> dict | None:
         """The latest readable checkpoint (falling back to ``<name>.prev.pt``), or None."""
@@ -178,6 +198,27 @@ class RunDir:
     def write_embeddings(self, name: str, emb, utt_id) -> None:
         if self.writer:
             atomic_numpy_save(self.embeddings_dir / f"{name}.npz", emb=np.asarray(emb, np.float32), utt_id=np.asarray(utt_id))
+
+
+def _slow_torch_save(state, path: Path, seconds: float) -> None:
+    """``atomic_torch_save`` with a pause before the rename (the SLOW_CHECKPOINT_ENV test hook)."""
+    import io
+    import tempfile
+    import time
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(buf.getvalue()[: len(buf.getvalue()) // 2])  # half written: a kill now leaves a torn file
+        fh.flush()
+        time.sleep(seconds)
+        fh.write(buf.getvalue()[len(buf.getvalue()) // 2:])
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
 
 
 def read_checkpoint(run_dir, name: str = "checkpoint", map_location="cpu") -> dict | None:

@@ -53,8 +53,11 @@ from . import distributed as dist
 from .classifier import ClassifierModel, result_fields
 from .context import (TrainConfig, autocast, build_augmenter, build_spec_augment, clip_gradients, eval_summary,
                       evaluate_model, make_loader, progress as progress_bar, resolve_device, rng_state,
-                      seed_everything, set_lr_wd, set_rng_state, steps_per_epoch, sync_bn_enabled, wrap_ddp)
+                      seed_everything, set_lr_wd, set_rng_state, skip_batches, steps_per_epoch, sync_bn_enabled,
+                      wrap_ddp)
 from .ema import ema_update, make_teacher, unwrap
+from .guards import TrainingDiverged, check_finite_modules, check_loss, check_world
+from .signals import interruptible
 from .run import RunDir
 from .schedules import Schedule, cosine_schedule, momentum_schedule
 
@@ -318,6 +321,12 @@ def train(cfg: SSRLConfig, *, resume: bool = False, progress: bool = True,
 
     ``resume``: continue from ``checkpoint.pt`` (or return the stored results of a finished
     run). ``stop_after_epoch``: stop after that epoch's checkpoint and return None (tests).
+
+    SIGTERM / SIGINT stop the run at the next step boundary after checkpointing that step (the
+    model, optimiser, labels, queue, p_clean, active clusters and the epoch's collected teacher
+    labels / losses, so the resume is exact) and raise
+    :class:`~ssrl_lab.train.signals.TrainingInterrupted`. A NaN / inf loss raises
+    :class:`~ssrl_lab.train.guards.TrainingDiverged`; the last good checkpoint is kept.
     """
     from ..data.corpus import open_corpus
     from ..data.datasets import PairCropDataset
@@ -341,6 +350,7 @@ def train(cfg: SSRLConfig, *, resume: bool = False, progress: bool = True,
     has_true = bool((true >= 0).any())
     n = len(table)
     check(cfg.k <= n, f"k={cfg.k} is larger than the number of training utterances ({n})")
+    check_world(n, world)
 
     seed_everything(cfg.seed)
     student, teacher = build_models(cfg, device)
@@ -369,7 +379,10 @@ def train(cfg: SSRLConfig, *, resume: bool = False, progress: bool = True,
     history = EpochHistory(n, true=true if has_true else None, utt_id=table.utt_id, seed=cfg.seed)
     start_epoch, seconds_before, last_eval, kinfo = 0, 0.0, None, {}
     ckpt = run.load_checkpoint() if resume else None
+    partial = None
     if ckpt is None:
+        if resume:
+            run.truncate_metrics(0)  # lines of an attempt killed before its first checkpoint
         init = initial_labels(cfg, run, student_mod.backbone, table, device, progress)
         labels = torch.as_tensor(init["labels"], device=device)
         student_mod.head.init_from_centroids(torch.as_tensor(init["centroids"]))
@@ -401,10 +414,11 @@ def train(cfg: SSRLConfig, *, resume: bool = False, progress: bool = True,
         if hist_path.exists():
             history = EpochHistory.load(hist_path)
             history.truncate(start_epoch)
-        if len(ckpt["rng"]) == world:
+        partial = ckpt.get("partial")
+        if len(ckpt["rng"]) == world and partial is None:
             set_rng_state(ckpt["rng"][dist.rank()])
         run.truncate_metrics(int(ckpt["n_metrics"]))
-        log.info("resumed %s at epoch %d", run.path, start_epoch)
+        log.info("resumed %s at epoch %d%s", run.path, start_epoch, f", step {partial['step']}" if partial else "")
     if ckpt is None:
         seed_everything(cfg.seed + 1000 * dist.rank())
     log.info("SSRL: %d utterances, K=%d, %d steps/epoch, batch %d (%d per rank, world %d), device %s, "
@@ -415,160 +429,188 @@ def train(cfg: SSRLConfig, *, resume: bool = False, progress: bool = True,
     true_np = true if has_true else None
     scale = student_mod.head.scale
     t_run = time.perf_counter()
-    for epoch in range(start_epoch, cfg.epochs):
-        t_epoch = time.perf_counter()
-        collect = epoch >= cfg.collect_start
-        updating = epoch >= cfg.label_fixed_epochs
-        coll_label = torch.full((n,), -1, dtype=torch.int64, device=device)
-        coll_loss = torch.full((n,), float("nan"), dtype=torch.float32, device=device)
-        visited = torch.zeros(n, dtype=torch.bool, device=device)
-        student.train()
-        teacher.eval()
-        loader = make_loader(dataset, per_rank, epoch, cfg.seed, shuffle=True, drop_last=True,
-                             num_workers=cfg.num_workers)
-        sums = torch.zeros(3, dtype=torch.float64)  # student loss, teacher loss, kept weight
-        times = [0.0, 0.0]  # teacher forward, whole step
-        n_steps = 0
-        it_loader = progress_bar(loader, progress, total=spe, desc=f"ssrl {epoch + 1}/{cfg.epochs}")
-        for step, batch in enumerate(it_loader):
-            if step >= spe:
-                break
-            it = epoch * spe + step
-            t_step = timer.now()
-            set_lr_wd(optimizer, lr_s[it])
-            idx = batch["index"].to(device, non_blocking=True)
-            xs = batch["student"].to(device, non_blocking=True)
-            if cfg.max_normalize:
-                xs = max_normalize(xs)
-            y = labels[idx]
-            t_loss_mean = 0.0
-            if collect:
-                with _timed(timer, times, 0), torch.no_grad():
-                    xt = batch["teacher"].to(device, non_blocking=True)
-                    if cfg.max_normalize:
-                        xt = max_normalize(xt)
-                    with autocast(device, cfg.amp):
-                        emb_t = teacher.backbone(xt)
-                    logits_t = teacher.head(emb_t.float(), y if cfg.teacher_margin else None)
-                    if cfg.use_sinkhorn:
-                        self_label = sinkhorn_assign(logits_t / scale, active, n_iter=cfg.sinkhorn_iter,
-                                                     epsilon=cfg.sinkhorn_epsilon)
-                    else:
-                        self_label = masked_argmax(logits_t, active)
-                    new_label = queue.vote_with(idx, self_label, active) if updating else self_label
-                    t_loss = F.cross_entropy(logits_t, new_label, reduction="none")
-                g_idx = dist.all_gather_tensor(torch.stack([idx, self_label]).T.contiguous())
-                g_loss = dist.all_gather_tensor(t_loss.contiguous())
-                coll_label.index_copy_(0, g_idx[:, 0], g_idx[:, 1])
-                coll_loss.index_copy_(0, g_idx[:, 0], g_loss)
-                visited[g_idx[:, 0]] = True
-                t_loss_mean = float(t_loss.mean())
-            w = p_clean[idx] if cfg.noise_model != "none" else None
-            with autocast(device, cfg.amp):
-                logits = student_ddp(xs, y, augment_spec=cfg.spec_augment)
-            ce = F.cross_entropy(logits.float(), y, reduction="none")
-            if w is None:
-                loss = ce.mean()
-            else:
-                loss = (w * ce).sum() / w.sum().clamp_min(1e-8)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"SSRL student loss is {loss.item()} at epoch {epoch + 1}, step {step}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.clip_grad:
-                clip_gradients(student_mod, cfg.clip_grad)
-            optimizer.step()
-            ema_update(teacher, student_mod, mom_s[it])
-            sums += torch.tensor([loss.item(), t_loss_mean, float(w.mean()) if w is not None else 1.0],
-                                 dtype=torch.float64)
-            times[1] += timer.now() - t_step
-            n_steps += 1
-        dist.all_reduce_mean(sums)
-        t_steps = time.perf_counter() - t_epoch
 
-        # -- epoch end: the label update ---------------------------------------------------
-        t_end = timer.now()
-        prev_labels = labels
-        if collect:
-            out = epoch_end_update(queue, coll_label, coll_loss, active, push=True, noise_model=cfg.noise_model,
-                                   gate_threshold=cfg.gate_threshold, clip_percentiles=tuple(cfg.clip_percentiles),
-                                   labels_in_use=labels, update_labels=epoch + 1 >= cfg.label_fixed_epochs,
-                                   visited=visited, prev_p_clean=p_clean, log_floor=cfg.log_floor)
-            labels = out["labels"]
-            p_clean = _broadcast_(out["p_clean"].to(device).contiguous())
-            if cfg.mask_empty:
-                active = out["active"].to(device)
-            agreement, fit = out["queue_agreement"], out["gmm"]
-        else:
-            agreement, fit = queue.agreement(active), None
-        student_mod.head.active.copy_(active)
-        teacher.head.active.copy_(active)
-        seconds_update = timer.now() - t_end
-
-        # -- reporting --------------------------------------------------------------------
-        t_rep = time.perf_counter()
-        agg = history.append(epoch + 1, labels, p_clean, coll_loss, agreement, fit)
-        last = epoch * spe + max(n_steps - 1, 0)
-        rec = {
-            "stage": "ssrl", "epoch": epoch + 1, "loss": float(sums[0] / max(n_steps, 1)),
-            "teacher_loss": float(sums[1] / max(n_steps, 1)) if collect else None,
-            "mean_weight": float(sums[2] / max(n_steps, 1)), "lr": lr_s[last], "momentum": mom_s[last],
-            "collecting": collect, "updating_labels": updating, "n_clusters": int(active.sum()),
-            "label_change_rate": float((prev_labels != labels).float().mean()),
-            "queue_agreement": float(agreement.float().mean()), "frac_clean": float((p_clean > 0.5).float().mean()),
-            "mean_p_clean": float(p_clean.mean()), "visited": float(visited.float().mean()) if collect else 0.0,
-            "gmm": fit.to_dict() if fit is not None else None, "steps": n_steps,
+    def state(epoch_done: int, part: dict | None) -> dict:
+        where = f"SSRL after epoch {epoch_done}" + (f", step {part['step']} of epoch {epoch_done + 1}" if part else "")
+        check_finite_modules([student_mod, teacher], where)
+        if not bool(torch.isfinite(p_clean).all()):
+            raise TrainingDiverged(f"{where}: p_clean holds NaN / inf values; the checkpoint was not written")
+        return {
+            "epoch": epoch_done, "step": epoch_done * spe + (part["step"] if part else 0),
+            "student": student_mod.state_dict(), "teacher": teacher.state_dict(), "optimizer": optimizer.state_dict(),
+            "queue": queue.state_dict(), "labels": labels.cpu(), "p_clean": p_clean.cpu(), "active": active.cpu(),
+            "history_epochs": epoch_done, "rng": dist.all_gather_object(rng_state()),
+            "seconds": seconds_before + time.perf_counter() - t_run, "last_eval": last_eval, "kmeans": kinfo,
+            "config": cfg.to_dict(), "partial": part,
         }
-        if world > 1:
-            sigs = dist.all_gather_object(state_signature(labels, queue, p_clean, active))
-            rec["ranks_agree"] = all(sg == sigs[0] for sg in sigs)
-            if not rec["ranks_agree"]:
-                log.error("epoch %d: label state differs between ranks: %s", epoch + 1, sigs)
-        if has_true:
-            rec.update(_report(labels, true_np))
+
+    with interruptible() as stop:
+        for epoch in range(start_epoch, cfg.epochs):
+            t_epoch = time.perf_counter()
+            collect = epoch >= cfg.collect_start
+            updating = epoch >= cfg.label_fixed_epochs
+            coll_label = torch.full((n,), -1, dtype=torch.int64, device=device)
+            coll_loss = torch.full((n,), float("nan"), dtype=torch.float32, device=device)
+            visited = torch.zeros(n, dtype=torch.bool, device=device)
+            student.train()
+            teacher.eval()
+            loader = make_loader(dataset, per_rank, epoch, cfg.seed, shuffle=True, drop_last=True,
+                                 num_workers=cfg.num_workers)
+            sums = torch.zeros(3, dtype=torch.float64)  # student loss, teacher loss, kept weight
+            times = [0.0, 0.0]  # teacher forward, whole step
+            n_steps, first, t_before = 0, 0, 0.0
+            if partial is not None:  # resuming mid-epoch: what this epoch had collected so far
+                first, n_steps, t_before = int(partial["step"]), int(partial["n_steps"]), float(partial["seconds_steps"])
+                sums, times = partial["sums"].clone(), list(partial["times"])
+                coll_label = partial["coll_label"].to(device)
+                coll_loss = partial["coll_loss"].to(device)
+                visited = partial["visited"].to(device)
+                loader = skip_batches(loader, first)
+            it_loader = iter(progress_bar(loader, progress, total=spe - first, desc=f"ssrl {epoch + 1}/{cfg.epochs}"))
+            if partial is not None:  # after the loader iterator drew its seed, as in the straight run
+                set_rng_state(partial["rng"][dist.rank()])
+                partial = None
+            for step, batch in enumerate(it_loader, start=first):
+                if step >= spe:
+                    break
+                it = epoch * spe + step
+                t_step = timer.now()
+                set_lr_wd(optimizer, lr_s[it])
+                idx = batch["index"].to(device, non_blocking=True)
+                xs = batch["student"].to(device, non_blocking=True)
+                if cfg.max_normalize:
+                    xs = max_normalize(xs)
+                y = labels[idx]
+                t_loss_mean = 0.0
+                if collect:
+                    with _timed(timer, times, 0), torch.no_grad():
+                        xt = batch["teacher"].to(device, non_blocking=True)
+                        if cfg.max_normalize:
+                            xt = max_normalize(xt)
+                        with autocast(device, cfg.amp):
+                            emb_t = teacher.backbone(xt)
+                        logits_t = teacher.head(emb_t.float(), y if cfg.teacher_margin else None)
+                        if cfg.use_sinkhorn:
+                            self_label = sinkhorn_assign(logits_t / scale, active, n_iter=cfg.sinkhorn_iter,
+                                                         epsilon=cfg.sinkhorn_epsilon)
+                        else:
+                            self_label = masked_argmax(logits_t, active)
+                        new_label = queue.vote_with(idx, self_label, active) if updating else self_label
+                        t_loss = F.cross_entropy(logits_t, new_label, reduction="none")
+                    g_idx = dist.all_gather_tensor(torch.stack([idx, self_label]).T.contiguous())
+                    g_loss = dist.all_gather_tensor(t_loss.contiguous())
+                    coll_label.index_copy_(0, g_idx[:, 0], g_idx[:, 1])
+                    coll_loss.index_copy_(0, g_idx[:, 0], g_loss)
+                    visited[g_idx[:, 0]] = True
+                    t_loss_mean = float(t_loss.mean())
+                w = p_clean[idx] if cfg.noise_model != "none" else None
+                with autocast(device, cfg.amp):
+                    logits = student_ddp(xs, y, augment_spec=cfg.spec_augment)
+                ce = F.cross_entropy(logits.float(), y, reduction="none")
+                if w is None:
+                    loss = ce.mean()
+                else:
+                    loss = (w * ce).sum() / w.sum().clamp_min(1e-8)
+                check_loss(loss, "SSRL student", epoch, step, it)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.clip_grad:
+                    clip_gradients(student_mod, cfg.clip_grad)
+                optimizer.step()
+                ema_update(teacher, student_mod, mom_s[it])
+                sums += torch.tensor([loss.item(), t_loss_mean, float(w.mean()) if w is not None else 1.0],
+                                     dtype=torch.float64)
+                times[1] += timer.now() - t_step
+                n_steps += 1
+                if stop.requested() and step + 1 < spe:
+                    run.save_checkpoint(state(epoch, {
+                        "step": step + 1, "n_steps": n_steps, "sums": sums.clone(), "times": list(times),
+                        "coll_label": coll_label.cpu(), "coll_loss": coll_loss.cpu(), "visited": visited.cpu(),
+                        "seconds_steps": t_before + time.perf_counter() - t_epoch,
+                        "rng": dist.all_gather_object(rng_state())}))
+                    raise stop.interrupted(run.path, epoch + 1, step + 1)
+            dist.all_reduce_mean(sums)
+            t_steps = t_before + time.perf_counter() - t_epoch
+
+            # -- epoch end: the label update ---------------------------------------------------
+            t_end = timer.now()
+            prev_labels = labels
             if collect:
-                seen = visited.cpu().numpy()
-                tl = _report(coll_label[visited], true_np[seen]) if seen.any() else {}
-                rec["teacher_label_nmi"] = tl.get("nmi")
-            rec["clean_split"] = {k: agg.get(k) for k in ("label_accuracy", "precision_noisy", "recall_noisy",
-                                                          "precision_clean", "recall_clean", "f1_noisy")}
-        history_path = run.path / "history.npz"
-        if dist.is_main():
-            history.save(history_path)
-        is_last = epoch + 1 == cfg.epochs
-        seconds_eval = 0.0
-        if is_last or (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0):
-            t_ev = time.perf_counter()
-            ev = evaluate_model(teacher.backbone, corpus, cfg, device, progress=progress, return_scores=is_last)
-            rec["eval"] = eval_summary(ev)
-            if is_last:
-                ev_s = evaluate_model(student_mod.backbone, corpus, cfg, device)
-                rec["eval_student"] = eval_summary(ev_s)
-                run.write_scores(ev["scores"], ev["labels"])
-            last_eval = (rec["eval"], rec.get("eval_student"))
-            seconds_eval = time.perf_counter() - t_ev
-        seconds = time.perf_counter() - t_epoch
-        rec.update({
-            "seconds": seconds, "seconds_steps": t_steps, "seconds_epoch_end": seconds_update,
-            "epoch_end_share": seconds_update / max(t_steps + seconds_update, 1e-9),
-            "seconds_report": time.perf_counter() - t_rep - seconds_eval, "seconds_eval": seconds_eval,
-            "teacher_share": times[0] / max(times[1], 1e-9) if collect else 0.0,
-        })
-        run.log_metrics(rec)
-        if dist.is_main():
-            log.info("epoch %d/%d loss %.3f clusters %d change %.3f clean %.2f%s%s", epoch + 1, cfg.epochs,
-                     rec["loss"], rec["n_clusters"], rec["label_change_rate"], rec["frac_clean"],
-                     f" NMI {rec['nmi']:.3f}" if "nmi" in rec else "",
-                     f" EER {rec['eval']['eer']:.2f} (all pairs {rec['eval']['eer_all_pairs']})" if "eval" in rec else "")
-        run.save_checkpoint({
-            "epoch": epoch + 1, "step": (epoch + 1) * spe, "student": student_mod.state_dict(),
-            "teacher": teacher.state_dict(), "optimizer": optimizer.state_dict(), "queue": queue.state_dict(),
-            "labels": labels.cpu(), "p_clean": p_clean.cpu(), "active": active.cpu(), "history_epochs": epoch + 1,
-            "rng": dist.all_gather_object(rng_state()), "seconds": seconds_before + time.perf_counter() - t_run,
-            "last_eval": last_eval, "kmeans": kinfo, "config": cfg.to_dict(),
-        })
-        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and not is_last:
-            return None
+                out = epoch_end_update(queue, coll_label, coll_loss, active, push=True, noise_model=cfg.noise_model,
+                                       gate_threshold=cfg.gate_threshold, clip_percentiles=tuple(cfg.clip_percentiles),
+                                       labels_in_use=labels, update_labels=epoch + 1 >= cfg.label_fixed_epochs,
+                                       visited=visited, prev_p_clean=p_clean, log_floor=cfg.log_floor)
+                labels = out["labels"]
+                p_clean = _broadcast_(out["p_clean"].to(device).contiguous())
+                if cfg.mask_empty:
+                    active = out["active"].to(device)
+                agreement, fit = out["queue_agreement"], out["gmm"]
+            else:
+                agreement, fit = queue.agreement(active), None
+            student_mod.head.active.copy_(active)
+            teacher.head.active.copy_(active)
+            seconds_update = timer.now() - t_end
+
+            # -- reporting --------------------------------------------------------------------
+            t_rep = time.perf_counter()
+            agg = history.append(epoch + 1, labels, p_clean, coll_loss, agreement, fit)
+            last = epoch * spe + max(n_steps - 1, 0)
+            rec = {
+                "stage": "ssrl", "epoch": epoch + 1, "loss": float(sums[0] / max(n_steps, 1)),
+                "teacher_loss": float(sums[1] / max(n_steps, 1)) if collect else None,
+                "mean_weight": float(sums[2] / max(n_steps, 1)), "lr": lr_s[last], "momentum": mom_s[last],
+                "collecting": collect, "updating_labels": updating, "n_clusters": int(active.sum()),
+                "label_change_rate": float((prev_labels != labels).float().mean()),
+                "queue_agreement": float(agreement.float().mean()), "frac_clean": float((p_clean > 0.5).float().mean()),
+                "mean_p_clean": float(p_clean.mean()), "visited": float(visited.float().mean()) if collect else 0.0,
+                "gmm": fit.to_dict() if fit is not None else None, "steps": n_steps,
+            }
+            if world > 1:
+                sigs = dist.all_gather_object(state_signature(labels, queue, p_clean, active))
+                rec["ranks_agree"] = all(sg == sigs[0] for sg in sigs)
+                if not rec["ranks_agree"]:
+                    log.error("epoch %d: label state differs between ranks: %s", epoch + 1, sigs)
+            if has_true:
+                rec.update(_report(labels, true_np))
+                if collect:
+                    seen = visited.cpu().numpy()
+                    tl = _report(coll_label[visited], true_np[seen]) if seen.any() else {}
+                    rec["teacher_label_nmi"] = tl.get("nmi")
+                rec["clean_split"] = {k: agg.get(k) for k in ("label_accuracy", "precision_noisy", "recall_noisy",
+                                                              "precision_clean", "recall_clean", "f1_noisy")}
+            history_path = run.path / "history.npz"
+            if dist.is_main():
+                history.save(history_path)
+            is_last = epoch + 1 == cfg.epochs
+            seconds_eval = 0.0
+            if is_last or (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0):
+                t_ev = time.perf_counter()
+                ev = evaluate_model(teacher.backbone, corpus, cfg, device, progress=progress, return_scores=is_last)
+                rec["eval"] = eval_summary(ev)
+                if is_last:
+                    ev_s = evaluate_model(student_mod.backbone, corpus, cfg, device)
+                    rec["eval_student"] = eval_summary(ev_s)
+                    run.write_scores(ev["scores"], ev["labels"])
+                last_eval = (rec["eval"], rec.get("eval_student"))
+                seconds_eval = time.perf_counter() - t_ev
+            seconds = time.perf_counter() - t_epoch
+            rec.update({
+                "seconds": seconds, "seconds_steps": t_steps, "seconds_epoch_end": seconds_update,
+                "epoch_end_share": seconds_update / max(t_steps + seconds_update, 1e-9),
+                "seconds_report": time.perf_counter() - t_rep - seconds_eval, "seconds_eval": seconds_eval,
+                "teacher_share": times[0] / max(times[1], 1e-9) if collect else 0.0,
+            })
+            run.log_metrics(rec)
+            if dist.is_main():
+                log.info("epoch %d/%d loss %.3f clusters %d change %.3f clean %.2f%s%s", epoch + 1, cfg.epochs,
+                         rec["loss"], rec["n_clusters"], rec["label_change_rate"], rec["frac_clean"],
+                         f" NMI {rec['nmi']:.3f}" if "nmi" in rec else "",
+                         f" EER {rec['eval']['eer']:.2f} (all pairs {rec['eval']['eer_all_pairs']})" if "eval" in rec else "")
+            run.save_checkpoint(state(epoch + 1, None))
+            if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch and not is_last:
+                return None
+            if not is_last and stop.requested():
+                raise stop.interrupted(run.path, epoch + 1, 0)
 
     ev, ev_s = last_eval if last_eval else (None, None)
     if ev is None:

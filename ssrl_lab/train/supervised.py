@@ -60,6 +60,7 @@ def train(cfg: SupervisedConfig, *, resume: bool = False, progress: bool = True,
         raise ConfigError(f"corpus {cfg.corpus}: {(labels < 0).sum()} training utterances have no speaker label; "
                           "the supervised bound needs them all")
     t0 = time.perf_counter()
+    seed_everything(cfg.seed)  # the AAM head's initialisation draws from the global generator
     model = ClassifierModel(new_backbone(cfg, cfg.seed), len(names), cfg.aam_scale, cfg.aam_margin)
     seed_everything(cfg.seed + 1000 * dist.rank())
     out = fit(cfg, run, model, corpus.train, labels, device, stage="supervised", progress=progress,
