@@ -229,7 +229,7 @@ def _gather(local: np.ndarray, order: np.ndarray, rank: int, world: int, device)
 
     n = order.shape[0]
     per = math.ceil(n / world)
-    on = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    on = torch.device("cuda", torch.cuda.current_device()) if "nccl" in str(dist.get_backend()) else torch.device("cpu")
     buf = torch.full((per, local.shape[1]), float("nan"), dtype=torch.float32, device=on)
     buf[: local.shape[0]] = torch.from_numpy(local).to(on)
     parts = [torch.empty_like(buf) for _ in range(world)]

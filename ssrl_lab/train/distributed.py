@@ -37,7 +37,9 @@ def is_main() -> bool:
 def init_distributed(backend: str | None = None, timeout_s: float = 1800.0) -> bool:
     """Initialise the default process group when launched by torchrun; True when distributed.
 
-    The backend is nccl when CUDA is available and gloo otherwise (override with ``backend``).
+    On CUDA the backend is ``cpu:gloo,cuda:nccl``: nccl for CUDA tensors and gloo for the CPU
+    tensors that metric reductions and label gathers use (nccl alone refuses CPU tensors); gloo
+    otherwise (override with ``backend``).
     Under CUDA the current device becomes ``cuda:LOCAL_RANK``. Calling it twice is harmless.
     """
     if is_initialized():
@@ -45,8 +47,8 @@ def init_distributed(backend: str | None = None, timeout_s: float = 1800.0) -> b
     if int(os.environ.get("WORLD_SIZE", 1)) <= 1 or "RANK" not in os.environ:
         return False
     if backend is None:
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-    if backend == "nccl":
+        backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
+    if "nccl" in backend:
         torch.cuda.set_device(local_rank())
     dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout_s))
     return True
