@@ -74,7 +74,7 @@ PROFILES: dict[str, dict] = {
     "vox": dict(encoder_preset="ssrl_paper", crop_s=2.0, batch_size=256, epochs=40, optimizer="adam", lr=1e-3,
                 min_lr=1e-5, warmup_epochs=2.0, weight_decay=5e-5, rounds=5, k=6000, init="new",
                 loss_gates=[1.0, 3.0, 3.0, 5.0, 6.0], augment={}, num_workers=8, eval_batch_size=1,
-                embed_max_len_s=10.0),
+                embed_max_len_s=10.0, embed_chunk_s=4.0),
 }
 
 

@@ -207,7 +207,7 @@ PROFILES: dict[str, dict] = {
                 label_fixed_epochs=5, queue_len=5, lr_fixed=1e-4, lr_update=5e-4, lr_final=1e-5, weight_decay=5e-5,
                 ema_start=0.999, ema_end=0.9999, augment={"snr_noise": [0.0, 20.0], "snr_music": [0.0, 20.0],
                                                           "snr_babble": [0.0, 20.0]},
-                eval_every=1, num_workers=8, eval_batch_size=1, embed_max_len_s=20.0),
+                eval_every=1, num_workers=8, eval_batch_size=1, embed_max_len_s=20.0, embed_chunk_s=4.0),
 }
 
 
@@ -297,7 +297,7 @@ def initial_labels(cfg: SSRLConfig, run: RunDir, backbone: nn.Module, table, dev
     ck = Path(cfg.dino_run) / "checkpoint.pt"
     st = ck.stat() if ck.exists() else None
     key = f"dino:{Path(cfg.dino_run).resolve()}:{st.st_size if st else 0}:{st.st_mtime_ns if st else 0}"
-    emb = extract_embeddings(backbone, table, device=device, batch_size=cfg.eval_batch_size,
+    emb = extract_embeddings(backbone, table, device=device, batch_size=max(cfg.eval_batch_size, 64),
                              chunk_s=cfg.embed_chunk_s, max_len_s=cfg.embed_max_len_s,
                              cache_path=run.embeddings_dir / "dino_train.npz",
                              cache_key=key,
