@@ -125,6 +125,10 @@ class _CropBase(Dataset):
         i = index
         for _ in range(100):
             try:
+                if self.cache is None and len(seconds) > 1:
+                    # several crops of one utterance (multi-crop, SSRL pairs): decode the file once
+                    wave = load_audio(self.table.path[i])
+                    return i, [random_crop(wave, int(round(s * SAMPLE_RATE)), rng, pad=self.pad) for s in seconds]
                 return i, [self.read_crop(i, s, rng) for s in seconds]
             except AudioError as e:
                 if not self.skip_bad:
