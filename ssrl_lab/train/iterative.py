@@ -69,7 +69,7 @@ PROFILES: dict[str, dict] = {
                   augment=None, amp="off", eval_batch_size=16, eval_max_len_s=1.5, lr=1e-3, kmeans_iter=10),
     "demo": dict(encoder_preset="tiny", crop_s=2.0, batch_size=64, epochs=6, embed_chunk_s=4.0, optimizer="adam", lr=2e-3,
                  min_lr=1e-5, warmup_epochs=1.0, weight_decay=5e-5, rounds=2, k=300, init="new",
-                 dino_run="outputs/dev/dino", augment=_DEMO_AUG, preload=True, embed_max_len_s=None,
+                 dino_run="outputs/demo/dino", augment=_DEMO_AUG, preload=True, embed_max_len_s=None,
                  eval_batch_size=32, eval_bucket_s=0.5),
     "vox": dict(encoder_preset="ssrl_paper", crop_s=2.0, batch_size=256, epochs=40, optimizer="adam", lr=1e-3,
                 min_lr=1e-5, warmup_epochs=2.0, weight_decay=5e-5, rounds=5, k=6000, init="new",

@@ -202,7 +202,7 @@ PROFILES: dict[str, dict] = {
                  ema_start=0.99, ema_end=0.996, augment=_DEMO_AUG, preload=True, eval_every=6, eval_batch_size=32,
                  eval_bucket_s=0.5,
                  embed_chunk_s=4.0,
-                 dino_run="outputs/dev/dino"),
+                 dino_run="outputs/demo/dino"),
     "vox": dict(encoder_preset="ssrl_paper", k=8000, student_s=2.0, teacher_s=6.0, batch_size=480, epochs=105,
                 label_fixed_epochs=5, queue_len=5, lr_fixed=1e-4, lr_update=5e-4, lr_final=1e-5, weight_decay=5e-5,
                 ema_start=0.999, ema_end=0.9999, augment={"snr_noise": [0.0, 20.0], "snr_music": [0.0, 20.0],
