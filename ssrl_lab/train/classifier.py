@@ -251,8 +251,3 @@ def fit(cfg: ClassifierConfig, run: RunDir, model: ClassifierModel, table, label
     return evaluated.backbone, {"evaluated": "ema_teacher" if teacher is not None else "student",
                                 "train_seconds": seconds}
 
-
-def result_fields(ev: dict) -> dict:
-    """The results.json fields of an evaluation dict."""
-    return {k: ev.get(k) for k in ("eer", "eer_all_pairs", "mindcf_0.01", "mindcf_0.05", "mindcf_0.01_all_pairs",
-                                   "mindcf_0.05_all_pairs", "n_trials", "n_pairs")}

@@ -340,6 +340,12 @@ def evaluate_model(model: nn.Module, corpus, cfg: TrainConfig, device: torch.dev
                     progress=progress and dist.is_main(), skip_bad=cfg.skip_bad, seed=cfg.seed)
 
 
+def result_fields(ev: dict) -> dict:
+    """The results.json fields of an evaluation dict."""
+    return {k: ev.get(k) for k in ("eer", "eer_all_pairs", "mindcf_0.01", "mindcf_0.05", "mindcf_0.01_all_pairs",
+                                   "mindcf_0.05_all_pairs", "n_trials", "n_pairs")}
+
+
 def eval_summary(ev: dict) -> dict:
     """The JSON-ready part of an evaluation (scores arrays dropped)."""
     return {k: v for k, v in ev.items() if k not in ("scores", "labels")}

@@ -26,7 +26,7 @@ from torch import nn
 
 from ..config import check
 from . import distributed as dist
-from .context import (TrainConfig, autocast, build_augmenter, build_optimizer, build_spec_augment, clip_gradients,
+from .context import (TrainConfig, result_fields, autocast, build_augmenter, build_optimizer, build_spec_augment, clip_gradients,
                       eval_summary, evaluate_model, make_loader, param_groups, progress as progress_bar,
                       resolve_device, rng_state, seed_everything, set_lr_wd, set_rng_state, skip_batches,
                       steps_per_epoch, sync_bn_enabled, wrap_ddp)
@@ -462,10 +462,7 @@ def train(cfg: DINOConfig, *, resume: bool = False, progress: bool = True,
     if ev is None:  # resumed a run whose last epoch was checkpointed but not evaluated
         ev = eval_summary(evaluate_model(teacher.backbone, corpus, cfg, device))
     results = {
-        "system": "dino", "eer": ev["eer"], "eer_all_pairs": ev["eer_all_pairs"],
-        "mindcf_0.01": ev["mindcf_0.01"], "mindcf_0.05": ev["mindcf_0.05"],
-        "mindcf_0.01_all_pairs": ev.get("mindcf_0.01_all_pairs"), "n_trials": ev["n_trials"],
-        "n_pairs": ev["n_pairs"], "evaluated": "teacher", "eval_student": ev_s,
+        "system": "dino", **result_fields(ev), "evaluated": "teacher", "eval_student": ev_s,
         "seconds": seconds_before + time.perf_counter() - t_run, "epochs": cfg.epochs,
     }
     run.write_results(results)

@@ -25,8 +25,8 @@ import torch
 
 from ..config import check
 from . import distributed as dist
-from .classifier import ClassifierConfig, ClassifierModel, fit, new_backbone, result_fields
-from .context import eval_summary, evaluate_model, resolve_device, seed_everything
+from .classifier import ClassifierConfig, ClassifierModel, fit, new_backbone
+from .context import eval_summary, evaluate_model, resolve_device, result_fields, seed_everything
 from .run import RunDir
 
 log = logging.getLogger("ssrl_lab.train.iterative")

@@ -9,8 +9,8 @@ import time
 
 from ..config import check
 from . import distributed as dist
-from .classifier import new_backbone, result_fields
-from .context import TrainConfig, eval_summary, evaluate_model, resolve_device
+from .classifier import new_backbone
+from .context import TrainConfig, eval_summary, evaluate_model, resolve_device, result_fields
 from .run import RunDir
 
 

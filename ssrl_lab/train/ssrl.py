@@ -50,8 +50,8 @@ from torch import nn
 
 from ..config import check
 from . import distributed as dist
-from .classifier import ClassifierModel, result_fields
-from .context import (TrainConfig, autocast, build_augmenter, build_spec_augment, clip_gradients, eval_summary,
+from .classifier import ClassifierModel
+from .context import (TrainConfig, result_fields, autocast, build_augmenter, build_spec_augment, clip_gradients, eval_summary,
                       evaluate_model, make_loader, progress as progress_bar, resolve_device, rng_state,
                       seed_everything, set_lr_wd, set_rng_state, skip_batches, steps_per_epoch, sync_bn_enabled,
                       wrap_ddp)

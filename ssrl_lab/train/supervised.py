@@ -13,8 +13,8 @@ import numpy as np
 
 from ..config import ConfigError, check
 from . import distributed as dist
-from .classifier import ClassifierConfig, ClassifierModel, fit, new_backbone, result_fields
-from .context import eval_summary, evaluate_model, resolve_device, seed_everything
+from .classifier import ClassifierConfig, ClassifierModel, fit, new_backbone
+from .context import eval_summary, evaluate_model, resolve_device, result_fields, seed_everything
 from .iterative import _DEMO_AUG
 from .run import RunDir
 
