@@ -147,3 +147,23 @@ def musan_dir(tmp_path) -> Path:
 @pytest.fixture
 def rir_dir(tmp_path) -> Path:
     return build_rir_tree(tmp_path / "rir_root")
+
+
+# -- shared session fixtures: one smoke corpus and one smoke DINO run for all trainer tests ----------
+@pytest.fixture(scope="session")
+def smoke_corpus(tmp_path_factory):
+    """The SynthVox smoke corpus, built once per test session."""
+    from ssrl_lab.data.synthvox import build_synthvox
+
+    return build_synthvox(tmp_path_factory.getbasetemp() / "smoke-corpus", "smoke", seed=0)
+
+
+@pytest.fixture(scope="session")
+def smoke_dino(smoke_corpus, tmp_path_factory):
+    """A one-epoch smoke DINO run (reused when another test file made it already)."""
+    from ssrl_lab.train.dino import DINOConfig, train as dino_train
+
+    run_dir = tmp_path_factory.getbasetemp() / "ssrl-dino-smoke"
+    dino_train(DINOConfig.profile("smoke", corpus=str(smoke_corpus), run_dir=str(run_dir), device="cpu", epochs=1,
+                                  eval_every=0), resume=True, progress=False)
+    return run_dir

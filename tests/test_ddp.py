@@ -10,13 +10,6 @@ import torch.distributed as tdist
 import torch.multiprocessing as mp
 
 
-@pytest.fixture(scope="session")
-def smoke_corpus(tmp_path_factory):
-    from ssrl_lab.data.synthvox import build_synthvox
-
-    return build_synthvox(tmp_path_factory.getbasetemp() / "smoke-corpus", "smoke", seed=0)
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -20,23 +20,6 @@ import torch.multiprocessing as mp
 from ssrl_lab.utils.io import read_jsonl
 
 
-@pytest.fixture(scope="session")
-def smoke_corpus(tmp_path_factory):
-    from ssrl_lab.data.synthvox import build_synthvox
-
-    return build_synthvox(tmp_path_factory.getbasetemp() / "smoke-corpus", "smoke", seed=0)
-
-
-@pytest.fixture(scope="session")
-def smoke_dino(smoke_corpus, tmp_path_factory):
-    from ssrl_lab.train.dino import DINOConfig, train as dino_train
-
-    run_dir = tmp_path_factory.getbasetemp() / "ssrl-dino-smoke"
-    dino_train(DINOConfig.profile("smoke", corpus=str(smoke_corpus), run_dir=str(run_dir), device="cpu", epochs=1,
-                                  eval_every=0), resume=True, progress=False)
-    return run_dir
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

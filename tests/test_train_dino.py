@@ -8,13 +8,6 @@ from ssrl_lab.train.dino import DINOConfig, train
 from ssrl_lab.utils.io import read_jsonl
 
 
-@pytest.fixture(scope="session")
-def smoke_corpus(tmp_path_factory):
-    from ssrl_lab.data.synthvox import build_synthvox
-
-    return build_synthvox(tmp_path_factory.getbasetemp() / "smoke-corpus", "smoke", seed=0)
-
-
 def _cfg(corpus, run_dir, **kw):
     return DINOConfig.profile("smoke", corpus=str(corpus), run_dir=str(run_dir), device="cpu", num_workers=0,
                               eval_every=0, **kw)

@@ -7,13 +7,6 @@ from ssrl_lab.train import dino, iterative, random_init, supervised
 from ssrl_lab.utils.io import read_jsonl
 
 
-@pytest.fixture(scope="session")
-def smoke_corpus(tmp_path_factory):
-    from ssrl_lab.data.synthvox import build_synthvox
-
-    return build_synthvox(tmp_path_factory.getbasetemp() / "smoke-corpus", "smoke", seed=0)
-
-
 def test_two_round_iterative_supervised_and_random(smoke_corpus, tmp_path):
     common = dict(corpus=str(smoke_corpus), device="cpu", max_steps_per_epoch=2)
     dino.train(dino.DINOConfig.profile("smoke", run_dir=str(tmp_path / "dino"), epochs=1, eval_every=0, **common),

@@ -9,24 +9,6 @@ from ssrl_lab.train.ssrl import SSRLConfig, lr_schedule, train
 from ssrl_lab.utils.io import read_jsonl
 
 
-@pytest.fixture(scope="session")
-def smoke_corpus(tmp_path_factory):
-    from ssrl_lab.data.synthvox import build_synthvox
-
-    return build_synthvox(tmp_path_factory.getbasetemp() / "smoke-corpus", "smoke", seed=0)
-
-
-@pytest.fixture(scope="session")
-def smoke_dino(smoke_corpus, tmp_path_factory):
-    """A one-epoch smoke DINO run (reused when another test file made it already)."""
-    from ssrl_lab.train.dino import DINOConfig, train as dino_train
-
-    run_dir = tmp_path_factory.getbasetemp() / "ssrl-dino-smoke"
-    dino_train(DINOConfig.profile("smoke", corpus=str(smoke_corpus), run_dir=str(run_dir), device="cpu", epochs=1,
-                                  eval_every=0), resume=True, progress=False)
-    return run_dir
-
-
 def _cfg(corpus, dino, run_dir, **kw):
     return SSRLConfig.profile("smoke", corpus=str(corpus), run_dir=str(run_dir), dino_run=str(dino), device="cpu", **kw)
 
