@@ -353,13 +353,18 @@ def pad_to(wave: np.ndarray, n_samples: int, pad: PadMode = "wrap") -> np.ndarra
     raise ValueError(f"pad must be 'wrap' or 'zeros', got {pad!r}")
 
 
-def random_crop(wave: np.ndarray, n_samples: int, rng: np.random.Generator, pad: PadMode = "wrap") -> np.ndarray:
-    """``n_samples`` consecutive samples from a uniformly random offset (padded when short)."""
+def _needs_padding(wave: np.ndarray, n_samples: int) -> bool:
+    """Validate a crop request; True when ``wave`` is no longer than the crop (pad it instead)."""
     if n_samples <= 0:
         raise ValueError(f"n_samples must be > 0, got {n_samples}")
     if wave.size == 0:
         raise ValueError("cannot crop an empty waveform")
-    if len(wave) <= n_samples:
+    return len(wave) <= n_samples
+
+
+def random_crop(wave: np.ndarray, n_samples: int, rng: np.random.Generator, pad: PadMode = "wrap") -> np.ndarray:
+    """``n_samples`` consecutive samples from a uniformly random offset (padded when short)."""
+    if _needs_padding(wave, n_samples):
         return pad_to(wave, n_samples, pad)
     off = int(rng.integers(0, len(wave) - n_samples + 1))
     return wave[off: off + n_samples]
@@ -369,11 +374,7 @@ def fixed_crop(
     wave: np.ndarray, n_samples: int, offset: int | Literal["center"] = 0, pad: PadMode = "wrap"
 ) -> np.ndarray:
     """``n_samples`` from ``offset`` (samples, clipped to fit) or the centre; padded when short."""
-    if n_samples <= 0:
-        raise ValueError(f"n_samples must be > 0, got {n_samples}")
-    if wave.size == 0:
-        raise ValueError("cannot crop an empty waveform")
-    if len(wave) <= n_samples:
+    if _needs_padding(wave, n_samples):
         return pad_to(wave, n_samples, pad)
     room = len(wave) - n_samples
     if offset == "center":

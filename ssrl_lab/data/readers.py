@@ -129,6 +129,21 @@ def _load_cache(tsv: Path, meta_path: Path, root: Path, exts) -> tuple[Utterance
         return None
 
 
+def _fill_durations(utt_ids, paths, known: dict, num_workers) -> np.ndarray:
+    """Durations in table order: ``known[utt]`` where given, the others read from file headers."""
+    dur = np.full(len(utt_ids), np.nan)
+    todo = []
+    for i, u in enumerate(utt_ids):
+        if u in known:
+            dur[i] = known[u]
+        else:
+            todo.append(i)
+    if todo:
+        workers = num_workers if num_workers is not None else min(8, os.cpu_count() or 1)
+        dur[todo] = _read_durations([paths[i] for i in todo], workers)
+    return dur
+
+
 def read_voxceleb(
     root,
     cache: bool = True,
@@ -175,14 +190,10 @@ def read_voxceleb(
     paths = [str(root / u) for u in utt_ids]
     dur = np.full(len(utt_ids), np.nan)
     if durations:
-        todo = [i for i, u in enumerate(utt_ids) if u not in reuse]
-        for i, u in enumerate(utt_ids):
-            if u in reuse:
-                dur[i] = reuse[u]
-        if todo:
-            workers = num_workers if num_workers is not None else min(8, os.cpu_count() or 1)
-            log.info("%s: reading %d headers (%d reused from cache)", root, len(todo), len(reuse))
-            dur[todo] = _read_durations([paths[i] for i in todo], workers)
+        n_new = sum(u not in reuse for u in utt_ids)
+        if n_new:
+            log.info("%s: reading %d headers (%d reused from cache)", root, n_new, len(reuse))
+        dur = _fill_durations(utt_ids, paths, reuse, num_workers)
     parts = [u.split("/") for u in utt_ids]
     table = UtteranceTable(utt_ids, [p[0] for p in parts], [p[1] for p in parts], paths, dur)
     if cache:
@@ -269,13 +280,7 @@ def read_kaldi(data_dir, root=None, durations: bool = True, on_missing: str = "e
                     known[u] = float(d)
                 except ValueError:
                     raise ValueError(f"{data_dir}/utt2dur:{n}: duration {d!r} is not a number") from None
-        todo = [i for i, u in enumerate(utts) if u not in known]
-        for i, u in enumerate(utts):
-            if u in known:
-                dur[i] = known[u]
-        if todo:
-            workers = num_workers if num_workers is not None else min(8, os.cpu_count() or 1)
-            dur[todo] = _read_durations([paths[i] for i in todo], workers)
+        dur = _fill_durations(utts, paths, known, num_workers)
     return UtteranceTable(utts, [spk.get(u) for u in utts], [Path(p).parent.name for p in paths], paths, dur)
 
 
