@@ -42,6 +42,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ssrl_lab.train.ema import ema_update
+
 VOX2_DEV_UTTS = 1_092_009
 VOX2_MEAN_DUR_S = 7.79  # assumed: 2,442 h / 1,128,246 utterances (VoxCeleb2 dev + test)
 GiB = 1024 ** 3
@@ -116,9 +118,7 @@ class Method:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
-        with torch.no_grad():
-            for pt, ps in zip(self.teacher.parameters(), self.student.parameters()):
-                pt.mul_(0.999).add_(ps.detach(), alpha=0.001)
+        ema_update(self.teacher, self.student, 0.999)  # the trainers' EMA (parameters and BN statistics)
 
     def seconds_per_sample(self) -> float:
         raise NotImplementedError

@@ -46,6 +46,25 @@ def test_centre_is_all_reduced_over_gloo_ranks():
         assert obj == {"r": 0}
 
 
+def _backend_worker(rank, world, port, out):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank), SSRL_LAB_DIST_BACKEND="cpu:gloo")
+    from ssrl_lab.train import distributed as dist
+
+    assert dist.init_distributed()
+    out[rank] = tdist.get_backend()
+    dist.cleanup()
+
+
+def test_backend_override_from_environment():
+    """SSRL_LAB_DIST_BACKEND replaces the default backend (here ``gloo``, reported as 'gloo')."""
+    port = _free_port()
+    with mp.Manager() as mgr:
+        out = mgr.dict()
+        mp.spawn(_backend_worker, args=(2, port, out), nprocs=2, join=True)
+        assert dict(out) == {0: "cpu:gloo", 1: "cpu:gloo"}
+
+
 @pytest.mark.slow
 def test_torchrun_two_process_dino_smoke(smoke_corpus, tmp_path):
     run_dir = tmp_path / "ddp"

@@ -77,10 +77,12 @@ def assign(x: np.ndarray, centroids: np.ndarray, chunk: int | None = None) -> tu
     return labels, best
 
 
-def _finish(x, centroids, backend, t0, n_reseeded=0, n_iter=0) -> KMeansResult:
+def _finish(x, centroids, backend, t0, n_reseeded=0, n_iter=0, assigned=None) -> KMeansResult:
+    """The common report. ``assigned``: ``(labels, best cosine)`` already computed against these
+    normalised centroids (the torch backend does the final assignment on its own device)."""
     c = np.asarray(centroids, dtype=np.float32)
     c = c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
-    labels, best = assign(x, c)
+    labels, best = assigned if assigned is not None else assign(x, c)
     counts = np.bincount(labels, minlength=c.shape[0])
     return KMeansResult(c, labels, float(np.sum(1.0 - best.astype(np.float64))), int((counts == 0).sum()),
                         backend, time.perf_counter() - t0, n_reseeded, n_iter)
@@ -159,7 +161,11 @@ def _torch(x_np, k, n_iter, seed, device, init, verbose):
                      empty.numel(), float(best.mean()))
         if changed == 0 and not empty.numel():
             break
-    return cent.cpu().numpy(), n_reseeded, it
+    # the final assignment against the returned centroids, on the same device (on a GPU this
+    # saves an N x K matrix product on the CPU)
+    for s in range(0, n, chunk):
+        best[s : s + chunk], labels[s : s + chunk] = (x[s : s + chunk] @ cent.T).max(dim=1)
+    return cent.cpu().numpy(), n_reseeded, it, (labels.cpu().numpy(), best.float().cpu().numpy())
 
 
 def _sklearn(x, k, n_iter, seed, n_redo):
@@ -218,8 +224,8 @@ def spherical_kmeans(
     best = None
     for r in range(n_redo):
         t1 = time.perf_counter()
-        cent, n_reseeded, it = _torch(xn, k, n_iter, seed + r, device, init, verbose)
-        res = _finish(xn, cent, "torch", t1, n_reseeded, it)
+        cent, n_reseeded, it, assigned = _torch(xn, k, n_iter, seed + r, device, init, verbose)
+        res = _finish(xn, cent, "torch", t1, n_reseeded, it, assigned)
         if best is None or res.inertia < best.inertia:
             best = res
     best.seconds = time.perf_counter() - t0

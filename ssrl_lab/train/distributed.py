@@ -40,12 +40,16 @@ def init_distributed(backend: str | None = None, timeout_s: float = 1800.0) -> b
     On CUDA the backend is ``cpu:gloo,cuda:nccl``: nccl for CUDA tensors and gloo for the CPU
     tensors that metric reductions and label gathers use (nccl alone refuses CPU tensors); gloo
     otherwise (override with ``backend``).
-    Under CUDA the current device becomes ``cuda:LOCAL_RANK``. Calling it twice is harmless.
+    The environment variable ``SSRL_LAB_DIST_BACKEND`` overrides the default (e.g. ``gloo`` to
+    run several ranks on one GPU, which nccl refuses, or to work around a broken nccl install).
+    Under nccl the current device becomes ``cuda:LOCAL_RANK``. Calling it twice is harmless.
     """
     if is_initialized():
         return True
     if int(os.environ.get("WORLD_SIZE", 1)) <= 1 or "RANK" not in os.environ:
         return False
+    if backend is None:
+        backend = os.environ.get("SSRL_LAB_DIST_BACKEND") or None
     if backend is None:
         backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
     if "nccl" in backend:

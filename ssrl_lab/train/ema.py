@@ -34,20 +34,28 @@ def ema_update(teacher: nn.Module, student: nn.Module, m: float) -> None:
         raise ValueError(f"ema_update: momentum {m} is outside [0, 1]")
     student = unwrap(student)
     s_params = dict(student.named_parameters())
+    blend_t, blend_s = [], []
     for name, t in teacher.named_parameters():
         s = s_params.get(name)
         if s is None:
             raise KeyError(f"ema_update: student has no parameter {name!r}")
-        t.mul_(m).add_(s.detach().to(t.dtype), alpha=1.0 - m)
+        blend_t.append(t)
+        blend_s.append(s.detach().to(t.dtype))
     s_bufs = dict(student.named_buffers())
     for name, t in persistent_buffers(teacher):
         s = s_bufs.get(name)
         if s is None:
             raise KeyError(f"ema_update: student has no buffer {name!r}")
         if t.dtype.is_floating_point:
-            t.mul_(m).add_(s.detach().to(t.dtype), alpha=1.0 - m)
+            blend_t.append(t)
+            blend_s.append(s.detach().to(t.dtype))
         else:
             t.copy_(s)
+    if blend_t:
+        # the same two operations per tensor as t.mul_(m).add_(s, alpha=1 - m), hence the same
+        # rounding, but a few fused launches instead of two per tensor (hundreds on a GPU)
+        torch._foreach_mul_(blend_t, m)
+        torch._foreach_add_(blend_t, blend_s, alpha=1.0 - m)
 
 
 def persistent_buffers(module: nn.Module):
