@@ -71,3 +71,35 @@ def test_scale_estimate_tiny(tmp_path, capsys):
     assert res["estimate"]["kmeans"]["flops"] == pytest.approx(2.0 * 100000 * 32 * 64 * 20)
     assert res["loading"]["source"] == "generated 8-s FLAC files" and res["loading"]["SSRL"] > 0
     assert "no GPU used" in out
+
+
+def test_kmeans_bench_runs_faiss_for_its_own_iterations(capsys):
+    _load("kmeans").main(["--n", "3000", "--k", "20", "--d", "16", "--iters", "8", "--faiss-iters", "2",
+                          "--backends", "torch,faiss", "--device", "cpu", "--threads", "1", "--noise", "0.3"])
+    out = capsys.readouterr().out
+    rows = {m.group(1): m.group(2).split() for m in re.finditer(r"^(torch|faiss)\s+(.*)$", out, re.M)}
+    assert int(rows["faiss"][6]) == 2 and 1 <= int(rows["torch"][6]) <= 8  # iterations column
+    assert float(rows["faiss"][-1]) == pytest.approx(1.0)  # the per-iteration ratio column
+    assert float(rows["torch"][3]) > 0.9  # NMI against the planted clusters
+
+
+def test_gpu_step_bench_on_cpu(tmp_path):
+    rows = _load("gpu_step").main(["--device", "cpu", "--encoder", "micro", "--n-prototypes", "64", "--k", "8",
+                                   "--dino-batches", "2", "--ssrl-batches", "2,3", "--steps", "1", "--warmup", "1",
+                                   "--amp", "off", "--json", str(tmp_path / "s.json")])
+    assert [(r["method"], r["batch"]) for r in rows] == [("DINO", 2), ("SSRL", 2), ("SSRL", 3)]
+    for r in rows:
+        assert not r["oom"] and r["step_s"] > 0 and r["utts_per_s"] == pytest.approx(r["batch"] / r["step_s"])
+        assert 0 < r["teacher_share"] < 1.5  # timed separately: a share, not a part of the same clock
+        assert r["tflops"] == pytest.approx(r["gflop_per_utt"] * r["batch"] / r["step_s"] / 1e3)
+    assert (tmp_path / "s.json").exists()
+
+
+def test_embed_throughput_bench_on_cpu(tmp_path):
+    rows = _load("embed_throughput").main(["--device", "cpu", "--n", "10", "--min-s", "1.0", "--max-s", "3.5",
+                                           "--presets", "micro", "--batch", "4", "--chunk-s", "1.0", "--workers", "0",
+                                           "--repeats", "1", "--dir", str(tmp_path)])
+    (r,) = rows
+    assert r["preset"] == "micro" and r["utts"] == 10 and r["utts_per_s"] > 0
+    assert 10 <= r["chunks"] <= 40 and r["encoder_chunks_per_s"] > 0
+    assert list(tmp_path.iterdir()) == []  # the generated files are removed

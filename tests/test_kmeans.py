@@ -71,6 +71,21 @@ def test_auto_backend_is_faiss_here():
     assert spherical_kmeans(x, 5, backend="auto").backend == "faiss"
 
 
+def test_auto_backend_prefers_torch_on_cuda_over_faiss_cpu(monkeypatch):
+    import faiss
+    import torch
+
+    from ssrl_lab.cluster.kmeans import auto_backend
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert faiss.get_num_gpus() == 0  # faiss-cpu here
+    assert auto_backend() == "torch"
+    assert auto_backend("cuda:0") == "torch"
+    assert auto_backend("cpu") == "faiss"  # the caller asked for the CPU: faiss-cpu is faster there
+    monkeypatch.setattr(faiss, "get_num_gpus", lambda: 1)
+    assert auto_backend() == "faiss"  # faiss-gpu wins when present
+
+
 @pytest.mark.parametrize(
     "x, k, kw, match",
     [

@@ -43,5 +43,7 @@ def test_iterative_config_checks():
         iterative.IterativeConfig.profile("smoke", init="warm")
     with pytest.raises(ConfigError, match="loss_gates"):
         iterative.IterativeConfig.profile("smoke", rounds=3, loss_gates=[1.0])
+    with pytest.raises(ConfigError, match="kmeans_backend"):
+        iterative.IterativeConfig.profile("smoke", kmeans_backend="cuml")
     vox = iterative.IterativeConfig.profile("vox")
     assert (vox.aam_scale, vox.aam_margin, vox.init, vox.rounds) == (32.0, 0.2, "new", 5)

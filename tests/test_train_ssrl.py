@@ -103,7 +103,7 @@ def test_config_profiles_and_validation():
     assert lr[39] == pytest.approx(1e-5)
     for bad in (dict(k=1), dict(queue_len=0), dict(queue_len=3, queue_seed_copies=4), dict(noise_model="bayes"),
                 dict(noise_model="gate"), dict(tie_break="newest"), dict(collect_start_epoch=7),
-                dict(label_fixed_epochs=200), dict(ema_end=1.5)):
+                dict(label_fixed_epochs=200), dict(ema_end=1.5), dict(kmeans_backend="gpu")):
         with pytest.raises(ConfigError):
             SSRLConfig.profile("vox", **bad)
     with pytest.raises(ConfigError, match="nope"):

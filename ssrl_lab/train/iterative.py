@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ..config import check
+from ..cluster.kmeans import BACKENDS as KMEANS_BACKENDS
 from . import distributed as dist
 from .classifier import ClassifierConfig, ClassifierModel, fit, new_backbone
 from .context import eval_summary, evaluate_model, resolve_device, result_fields, seed_everything
@@ -36,7 +37,8 @@ log = logging.getLogger("ssrl_lab.train.iterative")
 class IterativeConfig(ClassifierConfig):
     """``dino_run``: the DINO run directory whose teacher starts round 1; ``rounds``; ``k``
     clusters; ``init`` "new" | "finetune"; ``loss_gates`` (per round; empty = no gate);
-    ``kmeans_iter``; ``embed_chunk_s`` / ``embed_max_len_s`` (how training utterances are embedded
+    ``kmeans_iter``; ``kmeans_backend`` ("auto" = faiss-gpu, else torch on the training GPU, else
+    faiss on the CPU); ``embed_chunk_s`` / ``embed_max_len_s`` (how training utterances are embedded
     for clustering: fixed-length chunks batch well on CPU; None = whole utterances)."""
 
     dino_run: str = ""
@@ -45,6 +47,7 @@ class IterativeConfig(ClassifierConfig):
     init: str = "new"
     loss_gates: list[float] = dataclasses.field(default_factory=list)
     kmeans_iter: int = 20
+    kmeans_backend: str = "auto"
     embed_chunk_s: float | None = None
     embed_max_len_s: float | None = None
 
@@ -52,6 +55,8 @@ class IterativeConfig(ClassifierConfig):
         super().validate()
         check(self.rounds >= 1, f"rounds must be >= 1, got {self.rounds}")
         check(self.k >= 2, f"k must be >= 2, got {self.k}")
+        check(self.kmeans_backend in KMEANS_BACKENDS,
+              f"kmeans_backend must be one of {KMEANS_BACKENDS}, got {self.kmeans_backend!r}")
         check(self.init in ("new", "finetune"), f"init must be 'new' or 'finetune', got {self.init!r}")
         check(not self.loss_gates or len(self.loss_gates) >= self.rounds,
               f"loss_gates has {len(self.loss_gates)} values for {self.rounds} rounds (give one per round or none)")
@@ -86,12 +91,12 @@ def _embed(model, table, cfg: IterativeConfig, device, progress: bool) -> np.nda
                               skip_bad=cfg.skip_bad)
 
 
-def _cluster(emb: np.ndarray, cfg: IterativeConfig, r: int):
+def _cluster(emb: np.ndarray, cfg: IterativeConfig, r: int, device=None):
     from ..cluster import spherical_kmeans
 
     ok = np.isfinite(emb).all(1)
     res = spherical_kmeans(np.where(ok[:, None], emb, 0.0) if ok.all() else emb[ok], cfg.k, n_iter=cfg.kmeans_iter,
-                           seed=cfg.seed + r)
+                           seed=cfg.seed + r, backend=cfg.kmeans_backend, device=device)
     labels = np.full(len(emb), -1, dtype=np.int64)
     labels[ok] = res.labels
     if not ok.all():  # unreadable files: give them their nearest centroid of the zero vector (cluster 0)
@@ -143,7 +148,7 @@ def train(cfg: IterativeConfig, *, resume: bool = False, progress: bool = True,
             labels, k_info, centroids = saved["labels"], saved["info"], saved["centroids"]
         else:
             emb = _embed(current, table, cfg, device, progress)
-            labels, km = _cluster(emb, cfg, r) if dist.is_main() else (None, None)
+            labels, km = _cluster(emb, cfg, r, device) if dist.is_main() else (None, None)
             k_info, centroids = None, None
             if dist.is_main():
                 k_info = {"k": cfg.k, "n_empty": int(km.n_empty), "n_used": int(len(np.unique(labels)))}

@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import check
+from ..cluster.kmeans import BACKENDS as KMEANS_BACKENDS
 from . import distributed as dist
 from .classifier import ClassifierModel
 from .context import (TrainConfig, result_fields, autocast, build_augmenter, build_spec_augment, clip_gradients, eval_summary,
@@ -86,7 +87,8 @@ class SSRLConfig(TrainConfig):
     ``weight_decay`` (Adam, L2; ``decay_all_params``: also on biases / norms, as the authors'
     ``Adam(model.parameters())``). ``ema_start`` / ``ema_end`` / ``ema_schedule``. ``max_normalize``:
     divide each crop by its peak (authors). ``log_floor``: lower bound of the log-loss (-20).
-    ``kmeans_iter``, ``embed_max_len_s`` (cut long utterances when embedding them), ``embed_chunk_s``
+    ``kmeans_iter``, ``kmeans_backend`` (``spherical_kmeans``'s: "auto" = faiss-gpu, else torch on
+    the training GPU, else faiss on the CPU), ``embed_max_len_s`` (cut long utterances when embedding them), ``embed_chunk_s``
     (embed fixed-length chunks in full batches, averaged per utterance: much faster on CPU, where
     whole utterances of distinct lengths go one by one; None = whole utterances, exact).
     """
@@ -125,6 +127,7 @@ class SSRLConfig(TrainConfig):
     ema_schedule: str = "linear"
     max_normalize: bool = True
     kmeans_iter: int = 20
+    kmeans_backend: str = "auto"
     embed_max_len_s: float | None = None
     embed_chunk_s: float | None = None
     eval_every: int = 1
@@ -164,6 +167,8 @@ class SSRLConfig(TrainConfig):
         check(self.ema_schedule in ("linear", "cosine", "constant"),
               f"ema_schedule must be linear, cosine or constant, got {self.ema_schedule!r}")
         check(self.kmeans_iter >= 1, f"kmeans_iter must be >= 1, got {self.kmeans_iter}")
+        check(self.kmeans_backend in KMEANS_BACKENDS,
+              f"kmeans_backend must be one of {KMEANS_BACKENDS}, got {self.kmeans_backend!r}")
 
     # derived values ------------------------------------------------------------------------
     @property
@@ -314,7 +319,8 @@ def initial_labels(cfg: SSRLConfig, run: RunDir, backbone: nn.Module, table, dev
         t1 = time.perf_counter()
         ok = np.isfinite(emb).all(1)
         x = np.where(ok[:, None], emb, 1.0)  # unreadable rows: a constant vector (one cluster)
-        km = spherical_kmeans(x, cfg.k, n_iter=cfg.kmeans_iter, seed=cfg.seed)
+        km = spherical_kmeans(x, cfg.k, n_iter=cfg.kmeans_iter, seed=cfg.seed, backend=cfg.kmeans_backend,
+                              device=device)
         out = {"labels": np.asarray(km.labels, dtype=np.int64), "centroids": np.asarray(km.centroids, np.float32),
                "n_empty": int(km.n_empty), "seconds_embed": t_embed, "seconds_kmeans": time.perf_counter() - t1}
     return dist.broadcast_object(out)
