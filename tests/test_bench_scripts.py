@@ -103,3 +103,15 @@ def test_embed_throughput_bench_on_cpu(tmp_path):
     assert r["preset"] == "micro" and r["utts"] == 10 and r["utts_per_s"] > 0
     assert 10 <= r["chunks"] <= 40 and r["encoder_chunks_per_s"] > 0
     assert list(tmp_path.iterdir()) == []  # the generated files are removed
+
+
+def test_train_throughput_bench_runs_the_real_trainers(tmp_path):
+    res = _load("train_throughput").main(["--device", "cpu", "--encoder", "micro", "--speakers", "6", "--utts", "6",
+                                          "--dino-batch", "4", "--ssrl-batch", "4", "--k", "6", "--steps", "2",
+                                          "--workers", "0", "--prototypes", "64", "--dir", str(tmp_path)])
+    assert res["corpus"]["train_utts"] == 36
+    assert res["dino"]["steps"] == 2 and res["dino"]["utts_per_s"] > 0
+    eps = res["ssrl"]["epochs"]
+    assert [e["epoch"] for e in eps] == [1, 2] and [e["updating_labels"] for e in eps] == [False, True]
+    assert all(e["steps"] == 2 and 0 < e["teacher_share"] < 1 for e in eps)
+    assert list(tmp_path.iterdir()) == []  # corpus and runs lived in a temporary folder

@@ -185,3 +185,30 @@ def test_model_fingerprint_handles_zero_dim_buffers_and_changes_with_weights():
     with torch.no_grad():
         net[0].weight.add_(1.0)
     assert model_fingerprint(net) != a
+
+
+class _FlagNet(TinyNet):
+    """Records cuDNN's benchmark flag as seen during each forward pass."""
+
+    def forward(self, wave):
+        self.flags = getattr(self, "flags", []) + [torch.backends.cudnn.benchmark]
+        return super().forward(wave)
+
+
+def test_cudnn_benchmark_off_for_whole_utterances_and_restored(table, monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
+    net = _FlagNet()
+    extract_embeddings(net, table, progress=False)  # whole utterances: a new shape per length
+    assert net.flags and not any(net.flags)
+    assert torch.backends.cudnn.benchmark is True  # restored
+    net.flags = []
+    extract_embeddings(net, table, chunk_s=1.0, progress=False)  # fixed chunks: one shape
+    assert net.flags and all(net.flags)
+
+
+def test_resolve_device_sets_cudnn_benchmark_only_for_cuda(monkeypatch):
+    from ssrl_lab.train.context import resolve_device
+
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    assert resolve_device("cpu", cudnn_benchmark=True).type == "cpu"
+    assert torch.backends.cudnn.benchmark is False

@@ -292,8 +292,13 @@ def extract_embeddings(
     was_training = model.training
     model.to(device)
     model.eval()
+    # whole utterances come in many lengths: cuDNN's per-shape algorithm search (benchmark mode,
+    # worth it for the fixed training crops) would run again for nearly every batch
+    cudnn = torch.backends.cudnn
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), cudnn.flags(enabled=cudnn.enabled,
+                                                 benchmark=cudnn.benchmark and chunk_s is not None,
+                                                 deterministic=cudnn.deterministic, allow_tf32=cudnn.allow_tf32):
             local, _ = _embed_rows(model, table, rows, device, batch_size, chunk_s, max_len_s,
                                    progress and rank == 0, skip_bad, num_workers, bucket_s)
     finally:

@@ -292,7 +292,7 @@ def train(cfg: DINOConfig, *, resume: bool = False, progress: bool = True,
     check(bool(cfg.corpus), "DINOConfig.corpus is empty: give --corpus DIR")
     check(bool(cfg.run_dir), "DINOConfig.run_dir is empty: give --run-dir DIR")
     dist.init_distributed()
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device, cfg.cudnn_benchmark)
     run = RunDir(cfg.run_dir, cfg.to_dict(), resume=resume)
     if resume:
         done = run.read_results()
@@ -391,6 +391,7 @@ def train(cfg: DINOConfig, *, resume: bool = False, progress: bool = True,
             if partial is not None:  # after the loader iterator drew its seed, as in the straight run
                 set_rng_state(partial["rng"][dist.rank()])
                 partial = None
+            t_steps = time.perf_counter()
             for step, batch in enumerate(it_loader, start=first):
                 if step >= spe:
                     break
@@ -434,6 +435,9 @@ def train(cfg: DINOConfig, *, resume: bool = False, progress: bool = True,
                 "teacher_temp": temp_s[last], "teacher_entropy": float(sums[1] / n),
                 "teacher_entropy_of_mean": float(sums[2] / n), "teacher_distinct_argmax": float(sums[3] / n),
                 "teacher_distinct_argmax_epoch": int(arg_all.unique().numel()), "steps": n,
+                # the step loop alone (loading included, evaluation excluded); after a mid-epoch
+                # resume, only the steps run by this process
+                "seconds_steps": time.perf_counter() - t_steps,
             }
             is_last = epoch + 1 == cfg.epochs
             if is_last or (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0):

@@ -119,7 +119,7 @@ def train(cfg: IterativeConfig, *, resume: bool = False, progress: bool = True,
     check(bool(cfg.run_dir), "IterativeConfig.run_dir is empty: give --run-dir DIR")
     check(bool(cfg.dino_run), "IterativeConfig.dino_run is empty: give dino_run=outputs/.../dino")
     dist.init_distributed()
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device, cfg.cudnn_benchmark)
     run = RunDir(cfg.run_dir, cfg.to_dict(), resume=resume)
     if resume and run.read_results() is not None:
         return run.read_results()

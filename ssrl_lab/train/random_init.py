@@ -37,7 +37,7 @@ def train(cfg: RandomInitConfig, *, resume: bool = False, progress: bool = True)
     check(bool(cfg.corpus), "RandomInitConfig.corpus is empty: give --corpus DIR")
     check(bool(cfg.run_dir), "RandomInitConfig.run_dir is empty: give --run-dir DIR")
     dist.init_distributed()
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device, cfg.cudnn_benchmark)
     run = RunDir(cfg.run_dir, cfg.to_dict(), resume=resume)
     if resume and run.read_results() is not None:
         return run.read_results()

@@ -349,7 +349,7 @@ def train(cfg: SSRLConfig, *, resume: bool = False, progress: bool = True,
     check(bool(cfg.run_dir), "SSRLConfig.run_dir is empty: give --run-dir DIR")
     check(bool(cfg.dino_run), "SSRLConfig.dino_run is empty: give dino_run=outputs/.../dino")
     dist.init_distributed()
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device, cfg.cudnn_benchmark)
     run = RunDir(cfg.run_dir, cfg.to_dict(), resume=resume)
     if resume and run.read_results() is not None:
         log.info("%s is finished; returning its results", run.path)
