@@ -94,8 +94,9 @@ def main(argv=None) -> list[dict]:
         for preset in args.presets.split(","):
             torch.manual_seed(0)
             net = SpeakerNet(EncoderConfig.preset(preset)).to(device)
-            extract_embeddings(net, table.subset(np.arange(min(len(table), 2 * args.batch))), device=device, batch_size=args.batch,
-                               chunk_s=args.chunk_s, progress=False)  # warm-up: kernels, workspace
+            warm = table.subset(np.arange(min(len(table), 2 * args.batch)))
+            extract_embeddings(net, warm, device=device, batch_size=args.batch, chunk_s=args.chunk_s,
+                               progress=False)  # warm-up: kernels, workspace
             t = time.perf_counter()
             emb = extract_embeddings(net, table, device=device, batch_size=args.batch, chunk_s=args.chunk_s,
                                      progress=False, num_workers=args.workers)

@@ -16,11 +16,12 @@ What is MEASURED here (on this machine, usually with one thread):
 * Spherical k-means (faiss CPU) at a small N x K x d, as FLOP/s, extrapolated to K = 8,000 over
   1,092,009 x 512.
 
-What is ASSUMED (arguments; printed with the results): the GPU's sustained bf16 throughput on
-these conv nets (``--gpu-tflops``, default 200 TFLOP/s: about 20 % of an H100 SXM's 989 TFLOP/s
-dense bf16 peak), the GPU's k-means throughput (``--gpu-kmeans-tflops``), GPU memory, loader
-workers per GPU, the gradient all-reduce bandwidth, VoxCeleb2's mean duration, and the CPU
-epoch-end figure. No GPU is used: replace the GPU figures by ``bench/gpu_check.sh`` measurements.
+Taken as arguments (printed with the results): the GPU's sustained bf16 throughput on these conv
+nets (``--gpu-tflops``, default 80 TFLOP/s as measured on one H100 by ``bench/gpu_step.py``; about
+8 % of its dense bf16 peak), the GPU's k-means throughput (``--gpu-kmeans-tflops``, default 10 as
+measured for the torch backend), and ASSUMED: GPU memory, loader workers per GPU, the gradient
+all-reduce bandwidth, VoxCeleb2's mean duration, and the CPU epoch-end figure. No GPU is used
+here; ``bench/gpu_check.sh`` measures the GPU side (bench/RESULTS.md).
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/scale_estimate.py                  # paper models
     .venv/bin/python bench/scale_estimate.py --encoder tiny --n-prototypes 1024 --k 64 \\
@@ -405,9 +406,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--utts", type=int, default=VOX2_DEV_UTTS)
     ap.add_argument("--mean-dur-s", type=float, default=VOX2_MEAN_DUR_S, help="assumed mean utterance length")
     ap.add_argument("--gpus", default="1,8")
-    ap.add_argument("--gpu-tflops", type=float, default=200.0, help="ASSUMED sustained bf16 TFLOP/s per GPU")
-    ap.add_argument("--gpu-kmeans-tflops", type=float, default=25.0,
-                    help="ASSUMED k-means TFLOP/s on one GPU (fp32/TF32 matmul + argmax, faiss-gpu or torch)")
+    ap.add_argument("--gpu-tflops", type=float, default=80.0,
+                    help="sustained bf16 TFLOP/s per GPU (80: MEASURED for these steps on one H100 at large "
+                         "batches, bench/gpu_step.py)")
+    ap.add_argument("--gpu-kmeans-tflops", type=float, default=10.0,
+                    help="k-means TFLOP/s on one GPU (10: MEASURED for our torch backend on one H100, fp32)")
     ap.add_argument("--gpu-mem-gib", type=float, default=80.0, help="ASSUMED memory per GPU (H100: 80)")
     ap.add_argument("--workers-per-gpu", type=int, default=8, help="ASSUMED loader cores per GPU (vox profiles: 8)")
     ap.add_argument("--server-cores", type=int, default=32, help="ASSUMED cores for CPU k-means on the server")
@@ -468,7 +471,8 @@ def main(argv=None) -> dict:
           f"= {km['gflops']:.0f} GFLOP/s on {args.threads} thread(s)")
 
     est = estimate(meas, load, km, args)
-    print(f"\n[assumed] GPU {args.gpu_tflops:.0f} TFLOP/s bf16 sustained, {args.gpu_mem_gib:.0f} GiB, "
+    print(f"\n[GPU rates: measured on one H100 unless overridden] {args.gpu_tflops:.0f} TFLOP/s bf16 sustained; "
+          f"[assumed] {args.gpu_mem_gib:.0f} GiB, "
           f"{args.workers_per_gpu} loader cores/GPU (each as fast as this machine's), all-reduce "
           f"{args.allreduce_gbps:.0f} GB/s, SSRL epoch end {args.epoch_end_s} s; {args.utts:,} utterances"
           + (" (audio as m4a: measured AAC decode cost added)" if args.aac and load["crop_read"]
@@ -484,11 +488,12 @@ def main(argv=None) -> dict:
     print(f"k-means K={args.k} over {args.utts:,} x {args.emb_dim}, {args.kmeans_iters} it "
           f"({k['flops'] / 1e12:.0f} TFLOP): this CPU 1 core {k['cpu_1core_s'] / 3600:.1f} h, "
           f"{args.server_cores} server cores {k['cpu_server_s'] / 60:.1f} min (assumed linear), "
-          f"one GPU {k['gpu_s']:.0f} s (assumed {args.gpu_kmeans_tflops:.0f} TFLOP/s)")
+          f"one GPU {k['gpu_s']:.0f} s (at {args.gpu_kmeans_tflops:.0f} TFLOP/s)")
     for r in est["embed"]:
         print(f"embedding pass over the training set, {r['gpus']} GPU(s): compute {r['compute_s'] / 60:.1f} min, "
               f"decode {r['decode_s'] / 60:.1f} min -> {r['seconds'] / 60:.1f} min")
-    print(f"(measured in {time.perf_counter() - t_start:.0f} s; no GPU used: GPU figures are estimates)")
+    print(f"(measured in {time.perf_counter() - t_start:.0f} s; GPU rates are arguments: measured on one H100 by "
+          f"default, see bench/RESULTS.md)")
     result = {"args": {k: v for k, v in vars(args).items()}, "measured": meas, "loading": load, "kmeans": km,
               "estimate": est}
     if args.json:

@@ -70,7 +70,7 @@ def test_scale_estimate_tiny(tmp_path, capsys):
     assert m["DINO"]["flops_per_sample"] > m["SSRL"]["flops_per_sample"]
     assert res["estimate"]["kmeans"]["flops"] == pytest.approx(2.0 * 100000 * 32 * 64 * 20)
     assert res["loading"]["source"] == "generated 8-s FLAC files" and res["loading"]["SSRL"] > 0
-    assert "no GPU used" in out
+    assert "GPU rates are arguments: measured on one H100 by default" in out
 
 
 def test_kmeans_bench_runs_faiss_for_its_own_iterations(capsys):
