@@ -48,7 +48,8 @@ from ssrl_lab.train.ema import ema_update
 VOX2_DEV_UTTS = 1_092_009
 VOX2_MEAN_DUR_S = 7.79  # assumed: 2,442 h / 1,128,246 utterances (VoxCeleb2 dev + test)
 GiB = 1024 ** 3
-N_CROPS = {"DINO": 6, "SSRL": 2}  # load_audio calls per item (one per crop)
+# whole-file decodes per item: the datasets decode an utterance once and cut every crop from it
+N_READS = {"DINO": 1, "SSRL": 1}
 
 
 # -- measuring helpers ------------------------------------------------------------------------
@@ -290,7 +291,7 @@ def _aac_ratio(path: str, tmp: Path, repeats: int = 3) -> dict | None:
         dur = min(4.0, len(wave) / 16000 - 0.5)
         t_flac = best_time(lambda: load_audio(path, start_s=0.2, dur_s=dur), repeats)
         t_aac = best_time(lambda: load_audio(str(out), start_s=0.2, dur_s=dur), repeats)
-        return {"flac_crop_s": t_flac, "aac_crop_s": t_aac}
+        return {"flac_crop_s": t_flac, "aac_crop_s": t_aac, "crop_dur_s": dur}
     except Exception as e:  # noqa: BLE001 - optional probe: AAC encoder or container may be missing
         print(f"  (AAC decode probe skipped: {type(e).__name__}: {e})")
         return None
@@ -347,8 +348,10 @@ def estimate(meas: dict, load: dict, km: dict, args) -> dict:
         steps = n // B
         rate = load[name]
         if args.aac and load["crop_read"]:
-            extra = load["crop_read"]["aac_crop_s"] - load["crop_read"]["flac_crop_s"]
-            rate = 1.0 / (1.0 / rate + N_CROPS[name] * max(extra, 0.0))
+            cr = load["crop_read"]
+            # the extra AAC decode time of the probe crop, scaled to a whole file of the mean length
+            extra = (cr["aac_crop_s"] - cr["flac_crop_s"]) * args.mean_dur_s / cr["crop_dur_s"]
+            rate = 1.0 / (1.0 / rate + N_READS[name] * max(extra, 0.0))
         rows = []
         for g in args.gpus:
             per = B / g
