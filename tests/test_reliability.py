@@ -250,6 +250,20 @@ def test_nan_loss_stops_ssrl(corpus, dino_straight, tmp_path, monkeypatch):
     assert read_checkpoint(tmp_path / "nan")["epoch"] == 1
 
 
+def test_nan_loss_stops_a_classifier_trainer_with_training_diverged(corpus, tmp_path, monkeypatch):
+    """The classifier trainers (supervised, iterative rounds) stop like DINO and SSRL do: TrainingDiverged
+    (the CLI's exit 3), naming the epoch and step, with the last good checkpoint kept."""
+    from ssrl_lab.train import supervised
+
+    monkeypatch.setenv("SSRL_LAB_TEST_NAN_STEP", "4")  # 3 steps per epoch: epoch 2, step 1
+    cfg = supervised.SupervisedConfig.profile("smoke", corpus=str(corpus), run_dir=str(tmp_path / "nan"), device="cpu",
+                                              num_workers=0, eval_every=0)
+    with pytest.raises(TrainingDiverged, match=r"classifier loss is nan at epoch 2, step 1 \(global step 4\)"):
+        supervised.train(cfg, progress=False)
+    assert read_checkpoint(tmp_path / "nan")["epoch"] == 1
+    assert not (tmp_path / "nan" / "results.json").exists()
+
+
 def test_nan_weights_are_never_checkpointed():
     from ssrl_lab.train.guards import check_finite_modules
 

@@ -26,7 +26,7 @@ from . import distributed as dist
 from .context import (TrainConfig, autocast, build_augmenter, build_optimizer, build_spec_augment, clip_gradients,
                       make_loader, param_groups, progress as progress_bar, rng_state, set_lr_wd, set_rng_state,
                       skip_batches, steps_per_epoch, sync_bn_enabled, wrap_ddp)
-from .guards import check_finite_modules, check_world
+from .guards import check_finite_modules, check_loss, check_world
 from .signals import interruptible
 from .ema import ema_update, make_teacher, unwrap
 from .run import RunDir
@@ -110,14 +110,17 @@ def weighted_ce(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tenso
 
 
 def classifier_step(model, optimizer, wave, labels, it: int, lr_s, cfg: ClassifierConfig, device,
-                    weights=None, gate=None, teacher=None, mom_s=None) -> dict:
-    """One optimiser step on a batch; returns {"loss", "ce" (per sample), "kept", "correct"}."""
+                    weights=None, gate=None, teacher=None, mom_s=None, epoch: int = 0, step: int | None = None) -> dict:
+    """One optimiser step on a batch; returns {"loss", "ce" (per sample), "kept", "correct"}.
+
+    A NaN / inf loss raises :class:`~ssrl_lab.train.guards.TrainingDiverged` naming ``epoch``
+    (0-based) and ``step`` (default: the global step ``it``) before anything is updated.
+    """
     set_lr_wd(optimizer, lr_s[it])
     with autocast(device, cfg.amp):
         logits = model(wave, labels, augment_spec=cfg.spec_augment)
     loss, ce, keep = weighted_ce(logits, labels, weights, gate)
-    if not torch.isfinite(loss):
-        raise FloatingPointError(f"classifier loss is {loss.item()} at step {it}")
+    check_loss(loss, "classifier", epoch, it if step is None else step, it)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     clip_gradients(unwrap(model), cfg.clip_grad)
@@ -152,7 +155,7 @@ def train_epoch(model, optimizer, loader, epoch: int, spe: int, lr_s, cfg: Class
         labels = batch["label"].to(device, non_blocking=True)
         w = weights_of(batch["index"]).to(device) if weights_of is not None else None
         out = classifier_step(model, optimizer, wave, labels, epoch * spe + step, lr_s, cfg, device,
-                              weights=w, gate=gate, teacher=teacher, mom_s=mom_s)
+                              weights=w, gate=gate, teacher=teacher, mom_s=mom_s, epoch=epoch, step=step)
         sums += torch.tensor([out["loss"], len(labels), float(out["kept"].sum()), float(out["correct"].sum())],
                              dtype=torch.float64)
         n += 1
