@@ -16,9 +16,23 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _centre_worker(rank, world, port, out):
+def _join(rank, world, port, **env):
+    """This process's torchrun-style environment for rank ``rank`` of ``world``."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank))
+                      LOCAL_RANK=str(rank), **env)
+
+
+def _spawn(worker, world: int = 2) -> dict:
+    """Run ``worker(rank, world, port, out)`` in ``world`` processes; returns ``{rank: out[rank]}``."""
+    port = _free_port()
+    with mp.Manager() as mgr:
+        out = mgr.dict()
+        mp.spawn(worker, args=(world, port, out), nprocs=world, join=True)
+        return dict(out)
+
+
+def _centre_worker(rank, world, port, out):
+    _join(rank, world, port)
     from ssrl_lab.train import distributed as dist
     from ssrl_lab.train.dino import DINOLoss
 
@@ -33,11 +47,7 @@ def _centre_worker(rank, world, port, out):
 
 
 def test_centre_is_all_reduced_over_gloo_ranks():
-    port = _free_port()
-    with mp.Manager() as mgr:
-        out = mgr.dict()
-        mp.spawn(_centre_worker, args=(2, port, out), nprocs=2, join=True)
-        res = dict(out)
+    res = _spawn(_centre_worker)
     # global mean of rows: (1*1 + 2*2) / 3 = 5/3; centre = 0.5 * 0 + 0.5 * 5/3
     for r in (0, 1):
         centre, gathered, obj = res[r]
@@ -47,8 +57,7 @@ def test_centre_is_all_reduced_over_gloo_ranks():
 
 
 def _backend_worker(rank, world, port, out):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank), SSRL_LAB_DIST_BACKEND="cpu:gloo")
+    _join(rank, world, port, SSRL_LAB_DIST_BACKEND="cpu:gloo")
     from ssrl_lab.train import distributed as dist
 
     assert dist.init_distributed()
@@ -57,12 +66,8 @@ def _backend_worker(rank, world, port, out):
 
 
 def test_backend_override_from_environment():
-    """SSRL_LAB_DIST_BACKEND replaces the default backend (here ``gloo``, reported as 'gloo')."""
-    port = _free_port()
-    with mp.Manager() as mgr:
-        out = mgr.dict()
-        mp.spawn(_backend_worker, args=(2, port, out), nprocs=2, join=True)
-        assert dict(out) == {0: "cpu:gloo", 1: "cpu:gloo"}
+    """SSRL_LAB_DIST_BACKEND replaces the default backend ('gloo' on this CPU machine)."""
+    assert _spawn(_backend_worker) == {0: "cpu:gloo", 1: "cpu:gloo"}
 
 
 @pytest.mark.slow
