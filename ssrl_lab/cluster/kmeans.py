@@ -12,7 +12,9 @@ Backends:
   assignment done by chunked matrix products (memory bounded); k-means++ initialisation on a
   seeded subsample (``init="random"`` picks random distinct points). A cluster that becomes
   empty is re-seeded with the point farthest (lowest cosine) from its own centroid; the
-  re-seeds are counted in ``n_reseeded``. Stops early when no label changes.
+  re-seeds are counted in ``n_reseeded``. Stops early when no label changes. On CUDA the
+  centroid sums use atomic adds, so two runs with one seed can differ in the last bits (and, rarely,
+  in a near-tied label); on the CPU a seed gives identical results.
 * ``"sklearn"``: ``sklearn.cluster.KMeans`` (Euclidean, k-means++) on the normalised rows,
   centroids normalised afterwards (used by the benchmark for comparison).
 * ``"auto"``: faiss when it sees a GPU (faiss-gpu); else torch on CUDA when CUDA is available
