@@ -9,8 +9,10 @@
 
 EER values are percentages (5.0 = 5 %). An iterative run contributes ``iterative_r1`` (its
 ``results_round1.json``) and ``iterative_rN`` (its ``results.json``, the last round; ``round``
-says which). ``seconds`` is the compute each run recorded (training + evaluation); for the
-iterative run the whole run's seconds are counted once, under ``iterative_rN``.
+says which); a run with ``init="finetune"`` (each round fine-tunes the current model rather than
+training a new encoder) is named ``iterative_finetune_r1`` / ``iterative_finetune_rN``, so both
+baselines can be compared side by side. ``seconds`` is the compute each run recorded (training +
+evaluation); for an iterative run the whole run's seconds are counted once, under its ``_rN`` key.
 
 ``python -m ssrl_lab.summary RUN_DIR [RUN_DIR ...] --out DIR``
 """
@@ -28,12 +30,14 @@ from .utils.io import atomic_write_json, atomic_write_text
 
 FIELDS = ("eer", "eer_all_pairs", "mindcf_0.01", "mindcf_0.05", "mindcf_0.01_all_pairs", "mindcf_0.05_all_pairs",
           "n_trials", "n_pairs", "epochs", "seconds", "evaluated", "round")
-ORDER = ("random", "dino", "iterative_r1", "iterative_rN", "ssrl", "supervised")
+ORDER = ("random", "dino", "iterative_r1", "iterative_rN", "iterative_finetune_r1", "iterative_finetune_rN", "ssrl",
+         "supervised")
 #: (claim, better system, worse system)
 CLAIMS = (
     ("DINO better than random", "dino", "random"),
     ("SSRL better than iterative round 1", "ssrl", "iterative_r1"),
     ("SSRL better than iterative round N", "ssrl", "iterative_rN"),
+    ("SSRL better than fine-tuned iterative round N", "ssrl", "iterative_finetune_rN"),
 )
 
 
@@ -52,12 +56,14 @@ def system_results(run_dir) -> dict[str, dict]:
     system = str(res.get("system") or run.name)
     if system != "iterative":
         return {system: _pick(res, run.path)}
+    init = str(res.get("init") or "new")
+    prefix = "iterative" if init == "new" else f"iterative_{init}"
     out = {}
     r1 = run.path / "results_round1.json"
     if r1.exists():
-        out["iterative_r1"] = _pick(json.loads(r1.read_text(encoding="utf-8")), run.path)
-        out["iterative_r1"].pop("seconds", None)  # counted once, with the whole run
-    out["iterative_rN"] = _pick(res, run.path)
+        out[f"{prefix}_r1"] = _pick(json.loads(r1.read_text(encoding="utf-8")), run.path)
+        out[f"{prefix}_r1"].pop("seconds", None)  # counted once, with the whole run
+    out[f"{prefix}_rN"] = _pick(res, run.path)
     return out
 
 
@@ -116,7 +122,7 @@ def to_markdown(summary: Mapping[str, Any]) -> str:
              "| system | EER % (trials) | EER % (all pairs) | minDCF 0.01 | minDCF 0.05 | seconds | evaluated |",
              "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
     for name, r in summary["systems"].items():
-        label = f"{name} (round {r['round']})" if name == "iterative_rN" and "round" in r else name
+        label = f"{name} (round {r['round']})" if name.endswith("_rN") and "round" in r else name
         lines.append(f"| {label} | {_num(r.get('eer'), '.2f')} | {_num(r.get('eer_all_pairs'), '.2f')} | "
                      f"{_num(r.get('mindcf_0.01'), '.3f')} | {_num(r.get('mindcf_0.05'), '.3f')} | "
                      f"{_num(r.get('seconds'), '.0f')} | {r.get('evaluated', '')} |")

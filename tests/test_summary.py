@@ -29,7 +29,8 @@ def test_collect_orders_systems_and_checks_claims(tmp_path):
     assert s["seconds"] == {"random": 2.0, "dino": 100.0, "iterative_rN": 50.0, "ssrl": 30.0, "total": 182.0}
     holds = {c["claim"]: c["holds"] for c in s["ordering"]}
     assert holds == {"DINO better than random": True, "SSRL better than iterative round 1": True,
-                     "SSRL better than iterative round N": False}
+                     "SSRL better than iterative round N": False,
+                     "SSRL better than fine-tuned iterative round N": None}  # no such run here
     assert s["missing"][0]["run_dir"].endswith("unfinished")
     j, m = summary.write_summary(s, tmp_path / "out")
     assert json.loads(j.read_text())["systems"]["dino"]["eer"] == 12.0
@@ -49,3 +50,18 @@ def test_duplicate_system_refused(tmp_path):
     b = _run(tmp_path / "b", "dino", 2.0, 2.0, 1.0)
     with pytest.raises(ValueError, match="appears twice"):
         summary.collect([a, b])
+
+
+def test_finetuned_iterative_run_is_a_separate_baseline(tmp_path):
+    new = _run(tmp_path / "iterative", "iterative", 8.0, 8.4, 50.0, round=2, init="new")
+    ft = _run(tmp_path / "iterative_ft", "iterative", 6.5, 6.6, 40.0, round=2, init="finetune")
+    atomic_write_json(ft / "results_round1.json", {"system": "iterative", "round": 1, "eer": 7.0, "eer_all_pairs": 7.1,
+                                                   "init": "finetune"})
+    s = summary.collect([_run(tmp_path / "ssrl", "ssrl", 7.0, 7.2, 30.0), ft, new])
+    assert list(s["systems"]) == ["iterative_rN", "iterative_finetune_r1", "iterative_finetune_rN", "ssrl"]
+    checks = {c["claim"]: (c["holds"], c["eer"]) for c in s["ordering"]}
+    assert checks["SSRL better than iterative round N"] == (True, [7.0, 8.0])
+    assert checks["SSRL better than fine-tuned iterative round N"] == (False, [7.0, 6.5])
+    md = summary.to_markdown(s)
+    assert "| iterative_finetune_rN (round 2) | 6.50 | 6.60 |" in md
+    assert "| SSRL better than fine-tuned iterative round N | NO | NO |" in md
