@@ -120,7 +120,6 @@ ddp_one_gpu() {
   "$PY" - "$OUT" <<'EOF'
 import json, sys
 from pathlib import Path
-import numpy as np
 out = Path(sys.argv[1])
 a, b = (json.loads((out / r / "results.json").read_text()) for r in ("ssrl", "ssrl_ddp"))
 print(f"SSRL smoke: 1 process EER {a['eer']:.2f} %, 2 ranks on one GPU EER {b['eer']:.2f} %")

@@ -53,13 +53,12 @@ class Timer:
 
 
 def to_device(m, device: torch.device) -> None:
+    """Move the method's models to ``device``; ``.to()`` moves parameters in place, so the optimiser
+    (no state yet: FLOPs were counted without a step) keeps working on them."""
     m.student.to(device)
     m.teacher.to(device)
     if hasattr(m, "loss"):
         m.loss.to(device)
-    # the optimiser was built on CPU parameters: .to() moved them in place, so only its (empty) state
-    # would differ; rebuild it to be safe
-    m.opt = type(m.opt)(m.student.parameters(), **m.opt.defaults)
 
 
 def batch_to(batch: dict, device: torch.device) -> dict:

@@ -130,6 +130,19 @@ def _kmeanspp(x, k: int, gen, device, max_sample: int):
     return cent
 
 
+def _assign_blocks(x, cent, chunk: int, labels, best):
+    """Nearest centroid of every row of ``x`` in blocks of ``chunk`` rows, written into ``labels``
+    and ``best`` (cosine) in place; returns how many labels changed, as a device tensor (one host
+    synchronisation per call at most, when the caller reads it)."""
+    changed = labels.new_zeros(())
+    for s in range(0, x.shape[0], chunk):
+        b, lab = (x[s : s + chunk] @ cent.T).max(dim=1)
+        changed += (lab != labels[s : s + chunk]).sum()
+        labels[s : s + chunk] = lab
+        best[s : s + chunk] = b
+    return changed
+
+
 def _torch(x_np, k, n_iter, seed, device, init, verbose):
     import torch
 
@@ -147,13 +160,7 @@ def _torch(x_np, k, n_iter, seed, device, init, verbose):
     n_reseeded = 0
     it = 0
     for it in range(1, n_iter + 1):
-        changed = 0
-        for s in range(0, n, chunk):
-            sim = x[s : s + chunk] @ cent.T
-            b, lab = sim.max(dim=1)
-            changed += int((lab != labels[s : s + chunk]).sum())
-            labels[s : s + chunk] = lab
-            best[s : s + chunk] = b
+        changed = int(_assign_blocks(x, cent, chunk, labels, best))
         sums = torch.zeros(k, d, dtype=x.dtype, device=dev).index_add_(0, labels, x)
         counts = torch.bincount(labels, minlength=k)
         empty = torch.nonzero(counts == 0).flatten()
@@ -169,8 +176,7 @@ def _torch(x_np, k, n_iter, seed, device, init, verbose):
             break
     # the final assignment against the returned centroids, on the same device (on a GPU this
     # saves an N x K matrix product on the CPU)
-    for s in range(0, n, chunk):
-        best[s : s + chunk], labels[s : s + chunk] = (x[s : s + chunk] @ cent.T).max(dim=1)
+    _assign_blocks(x, cent, chunk, labels, best)
     return cent.cpu().numpy(), n_reseeded, it, (labels.cpu().numpy(), best.float().cpu().numpy())
 
 
