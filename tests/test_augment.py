@@ -95,6 +95,36 @@ def test_draw_odds_and_none(speech):
     np.testing.assert_array_equal(only_none(speech), speech)
 
 
+def test_student_profile_is_the_authors_augmentation(speech):
+    # reverb, additive or none with equal odds; additive = noise, music, babble + music or
+    # babble of 3-8 talkers, evenly; every SNR uniform in 0-20 dB
+    cfg = AugmentConfig.profile("student", bank_clips=2, bank_clip_s=1.0)
+    assert cfg.babble_speakers == (3, 8)
+    assert all(getattr(cfg, f"snr_{k}") == (0.0, 20.0) for k in ("noise", "music", "babble", "babble_music"))
+    aug = Augmenter(cfg, seed=0)
+    r = np.random.default_rng(1)
+    kinds = [aug.choose(r) for _ in range(6000)]
+    frac = {k: kinds.count(k) / len(kinds) for k in KINDS}
+    assert abs(frac["reverb"] - 1 / 3) < 0.025 and abs(frac["none"] - 1 / 3) < 0.025
+    for k in ("noise", "music", "babble", "babble_music"):
+        assert abs(frac[k] - 1 / 12) < 0.015, (k, frac[k])
+    out = aug.apply(speech, "babble_music", np.random.default_rng(2), snr_db=5.0)
+    noise = out - speech
+    snr = 10 * np.log10(np.mean(speech.astype(np.float64) ** 2) / np.mean(noise.astype(np.float64) ** 2))
+    assert abs(snr - 5.0) < 0.1
+    assert "babble_music" in aug.sources()
+
+
+def test_adding_the_babble_music_kind_keeps_old_draws():
+    # configs without babble_music draw exactly what they drew before the kind existed: the new
+    # kind comes last, so the cumulative odds of the first five are unchanged
+    aug = Augmenter(AugmentConfig.profile("dino", bank_clips=2, bank_clip_s=1.0), seed=0)
+    p5 = np.array([0.4, 0.4 / 3, 0.4 / 3, 0.4 / 3, 0.2])
+    r1, r2 = np.random.default_rng(7), np.random.default_rng(7)
+    old = ["reverb", "noise", "music", "babble", "none"]
+    assert [aug.choose(r1) for _ in range(500)] == [old[int(r2.choice(5, p=p5 / p5.sum()))] for _ in range(500)]
+
+
 def test_config_validation():
     with pytest.raises(ConfigError, match="snr_noise: low 10.0 dB is above high 5.0"):
         AugmentConfig(snr_noise=(10.0, 5.0))
@@ -111,7 +141,7 @@ def test_config_validation():
     with pytest.raises(ConfigError, match="unknown augmentation profile"):
         AugmentConfig.profile("heavy")
     s = AugmentConfig.profile("student")
-    assert s.snr_noise == (0.0, 20.0) and np.allclose(s.probabilities(), 0.2)
+    assert s.snr_noise == (0.0, 20.0) and np.allclose(s.probabilities(), [1 / 3, 1 / 12, 1 / 12, 1 / 12, 1 / 3, 1 / 12])
     assert AugmentConfig.from_dict(s.to_dict()) == s
 
 

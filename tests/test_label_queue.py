@@ -177,3 +177,23 @@ def test_vote_with_appends_without_changing_the_queue():
     active = torch.tensor([False, True, True, True, True, True])
     assert q.vote_with(torch.tensor([0]), torch.tensor([0 + 4]), active).tolist() == [4]
     assert torch.equal(q.entries, before)
+
+
+def test_vote_with_uses_the_newest_queue_len_entries_like_the_authors():
+    import statistics
+
+    # a full queue of 5: the authors vote over (queue + [self])[-5:], dropping the oldest entry
+    q = LabelQueue(1, length=5, seed_labels=torch.tensor([7]), seed_copies=2, tie_break="oldest")
+    for lab in (3, 3, 9):
+        q.push(torch.tensor([lab]))
+    queue = [7, 7, 3, 3, 9]
+    assert q.vote().tolist() == [statistics.mode(queue)] == [7]
+    got = q.vote_with(torch.tensor([0]), torch.tensor([9]))
+    assert got.tolist() == [statistics.mode((queue + [9])[-5:])] == [3]  # [7, 3, 3, 9, 9] -> 3
+    # over all six entries it would have been 7 ([7, 7, 3, 3, 9, 9], oldest of the tied modes)
+    assert q.vote_with(torch.tensor([0]), torch.tensor([9]), window=6).tolist() == [7]
+    # a queue not yet full keeps all its entries
+    q2 = LabelQueue(1, length=5, seed_labels=torch.tensor([1]), seed_copies=2, tie_break="oldest")
+    assert q2.vote_with(torch.tensor([0]), torch.tensor([4])).tolist() == [statistics.mode([1, 1, 4])]
+    with pytest.raises(ValueError, match="window"):
+        q2.vote_with(torch.tensor([0]), torch.tensor([4]), window=0)

@@ -88,7 +88,7 @@ def test_posterior_is_monotone_in_the_tails():
     # wide noisy component: a plain Gaussian posterior would call the lowest losses noisy
     rng = np.random.default_rng(4)
     x = np.concatenate([rng.normal(-2, 0.3, 3000), rng.normal(1, 1.5, 1000)])
-    p, fit = fit_clean_posterior(np.exp(x))
+    p, fit = fit_clean_posterior(np.exp(x), recipe="monotone")
     order = np.argsort(x)
     pn = p.numpy()
     assert pn[order[:20]].min() > 0.98 and pn[order[:20]].min() >= pn.max() - 1e-6

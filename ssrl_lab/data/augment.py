@@ -31,8 +31,12 @@ from ..config import Config, ConfigError, check
 from .audio import SAMPLE_RATE, SkipLog, load_audio, pad_to
 from .table import UtteranceTable
 
-KINDS = ("reverb", "noise", "music", "babble", "none")
-ADDITIVE = ("noise", "music", "babble")
+# "babble_music" (babble plus music, the authors' fourth additive kind) comes last so that
+# configs without it draw exactly the same kinds as before it existed.
+KINDS = ("reverb", "noise", "music", "babble", "none", "babble_music")
+ADDITIVE = ("noise", "music", "babble", "babble_music")
+#: the additive kinds with a source of their own (babble_music mixes babble and music)
+SOURCES = ("noise", "music", "babble")
 _EPS = 1e-12
 
 log = logging.getLogger("ssrl_lab.data.augment")
@@ -42,7 +46,8 @@ log = logging.getLogger("ssrl_lab.data.augment")
 class AugmentConfig(Config):
     """Which augmentation to draw and how strong.
 
-    ``p_*``: relative odds of each kind (normalised; need not sum to 1). ``snr_*``: uniform SNR
+    ``p_*``: relative odds of each kind (normalised; need not sum to 1); ``babble_music`` is
+    babble and music together (unit-power sum), mixed at ``snr_babble_music``. ``snr_*``: uniform SNR
     range in dB per additive kind. ``babble_speakers``: how many utterances a babble mixes.
     ``rt60``: synthetic-RIR reverberation time range in seconds. ``musan_dir`` / ``rir_dir``:
     real sources (``None``: built-in generators). ``babble_source``: ``auto`` uses MUSAN speech
@@ -57,9 +62,11 @@ class AugmentConfig(Config):
     p_music: float = 0.2
     p_babble: float = 0.2
     p_none: float = 0.2
+    p_babble_music: float = 0.0
     snr_noise: tuple[float, ...] = (0.0, 15.0)
     snr_music: tuple[float, ...] = (5.0, 15.0)
     snr_babble: tuple[float, ...] = (13.0, 20.0)
+    snr_babble_music: tuple[float, ...] = (13.0, 20.0)
     babble_speakers: tuple[int, ...] = (3, 6)
     rt60: tuple[float, ...] = (0.2, 0.8)
     musan_dir: str | None = None
@@ -70,7 +77,7 @@ class AugmentConfig(Config):
 
     def validate(self) -> None:
         # (pairs are annotated tuple[float, ...]: config._coerce mishandles fixed-length tuples)
-        for name in ("snr_noise", "snr_music", "snr_babble", "babble_speakers", "rt60"):
+        for name in ("snr_noise", "snr_music", "snr_babble", "snr_babble_music", "babble_speakers", "rt60"):
             check(len(getattr(self, name)) == 2, f"{name} must be a (low, high) pair, got {getattr(self, name)}")
         for k in KINDS:
             p = getattr(self, f"p_{k}")
@@ -94,10 +101,12 @@ class AugmentConfig(Config):
 
     @classmethod
     def profile(cls, name: str, **overrides) -> "AugmentConfig":
-        """``student`` (SSRL: equal odds, 0-20 dB), ``dino`` (reverb 0.4, noise/music/babble
-        0.4 together, none 0.2; MUSAN-style SNRs) or ``musan`` (the field defaults)."""
+        """``student`` (SSRL as the authors' script: reverb, additive or none with equal odds, the
+        additive kind one of noise, music, babble + music or babble of 3-8 talkers, all at 0-20 dB),
+        ``dino`` (reverb 0.4, noise/music/babble 0.4 together, none 0.2; MUSAN-style SNRs) or
+        ``musan`` (the field defaults)."""
         if name == "student":
-            base = dict(snr_noise=(0.0, 20.0), snr_music=(0.0, 20.0), snr_babble=(0.0, 20.0))
+            base = dict(STUDENT_AUG)
         elif name == "dino":
             base = dict(p_reverb=0.4, p_noise=0.4 / 3, p_music=0.4 / 3, p_babble=0.4 / 3, p_none=0.2)
         elif name == "musan":
@@ -105,6 +114,14 @@ class AugmentConfig(Config):
         else:
             raise ConfigError(f"unknown augmentation profile {name!r}; valid: student, dino, musan")
         return cls.from_dict({**base, **overrides})
+
+
+#: SSRL's student augmentation as in the authors' script (``train_lnc_nlm_dino_ali.py``,
+#: ``_augmentation``): reverb 1/3, none 1/3, additive 1/3 split evenly over noise, music,
+#: babble + music and babble of 3-8 talkers, SNR uniform in 0-20 dB.
+STUDENT_AUG = dict(p_reverb=1 / 3, p_none=1 / 3, p_noise=1 / 12, p_music=1 / 12, p_babble=1 / 12,
+                   p_babble_music=1 / 12, snr_noise=(0.0, 20.0), snr_music=(0.0, 20.0),
+                   snr_babble=(0.0, 20.0), snr_babble_music=(0.0, 20.0), babble_speakers=(3, 8))
 
 
 # -- mixing primitives ---------------------------------------------------------------------
@@ -321,8 +338,9 @@ class Augmenter:
         self._durations: dict[str, float] = {}
         if self.cfg.musan_dir:
             root = _musan_root(self.cfg.musan_dir)
-            need = {"noise": self.cfg.p_noise > 0, "music": self.cfg.p_music > 0,
-                    "speech": self.cfg.p_babble > 0 and self.cfg.babble_source in ("auto", "musan")}
+            bm = self.cfg.p_babble_music > 0
+            need = {"noise": self.cfg.p_noise > 0, "music": self.cfg.p_music > 0 or bm,
+                    "speech": (self.cfg.p_babble > 0 or bm) and self.cfg.babble_source in ("auto", "musan")}
             for sub, needed in need.items():
                 self._files[sub] = _find_audio(root / sub) if (root / sub).is_dir() else []
                 if needed and not self._files[sub]:
@@ -351,7 +369,7 @@ class Augmenter:
         self._banks: dict[str, SourceBank] = {}
         if n_bank:
             self._banks = {kind: SourceBank(kind, n_bank, clip, seed * 7 + j, (lo, hi))
-                           for j, kind in enumerate(ADDITIVE, start=1)}
+                           for j, kind in enumerate(SOURCES, start=1)}
 
     def __getstate__(self):  # spawned DataLoader workers regenerate banks and caches (same seed, same audio)
         return {**self.__dict__, "_rir_bank": None, "_rir_cache": OrderedDict()}
@@ -367,7 +385,10 @@ class Augmenter:
         return self
 
     def _needs_bank(self, kind: str) -> bool:
-        if getattr(self.cfg, f"p_{kind}") <= 0:
+        p = getattr(self.cfg, f"p_{kind}")
+        if kind in ("music", "babble"):
+            p += self.cfg.p_babble_music
+        if p <= 0:
             return False
         if kind == "babble":
             return self.babble_mode == "synthetic"
@@ -386,7 +407,7 @@ class Augmenter:
 
     def sources(self) -> dict[str, str]:
         """Where each kind comes from (for logs and notebooks)."""
-        return {
+        out = {
             "reverb": f"{len(self._rirs)} RIR files" if self._rirs else "synthetic RIRs",
             "noise": f"{len(self._files['noise'])} MUSAN noise files" if self._files["noise"] else "coloured noise",
             "music": f"{len(self._files['music'])} MUSAN music files" if self._files["music"] else "synthetic music",
@@ -394,6 +415,9 @@ class Augmenter:
                        "table": f"{len(self.babble_table) if self.babble_table is not None else 0} table utterances",
                        "synthetic": "synthetic babble"}[self.babble_mode],
         }
+        if self.cfg.p_babble_music > 0:
+            out["babble_music"] = "babble + music, from the sources above"
+        return out
 
     # -- drawing ---------------------------------------------------------------------------
     def choose(self, rng: np.random.Generator | None = None) -> str:
@@ -435,6 +459,11 @@ class Augmenter:
             return x if x is not None else self._synthetic("music", n, rng)
         if kind == "babble":
             return self._babble(n, rng)
+        if kind == "babble_music":
+            babble = self._babble(n, rng)
+            music = self.noise("music", n, rng)
+            return (babble / np.float32(math.sqrt(power(babble)) + 1e-6)
+                    + music / np.float32(math.sqrt(power(music)) + 1e-6)).astype(np.float32)
         raise ValueError(f"{kind!r} is not an additive kind; valid: {', '.join(ADDITIVE)}")
 
     def rir(self, rng: np.random.Generator) -> np.ndarray:
@@ -508,5 +537,5 @@ class Augmenter:
         return out if used else self._synthetic("babble", n, rng, k)
 
 
-__all__ = ["KINDS", "AugmentConfig", "Augmenter", "mix_at_snr", "reverberate", "coloured_noise", "synthetic_music",
+__all__ = ["KINDS", "ADDITIVE", "SOURCES", "STUDENT_AUG", "AugmentConfig", "Augmenter", "mix_at_snr", "reverberate", "coloured_noise", "synthetic_music",
            "synthetic_babble", "synthetic_rir", "power", "SourceBank"]

@@ -2,17 +2,23 @@
 
 Order of operations (what keeps every invariant):
 
-1. ``prev = queue.vote(active)`` (the labels used during the epoch that just ended);
+1. ``prev = queue.vote(...)`` (the labels used during the epoch that just ended);
 2. if ``push``: ``queue.push(teacher_labels)`` (the teacher's masked argmax, so every pushed
-   label is active);
-3. ``labels, agreement = queue.vote_and_agreement(active)``: the vote counts only entries of
-   active clusters, so the new labels are active;
-4. ``active = active & has_members(labels)``: clusters without members are masked for good;
-   no voted label is in a newly masked cluster (those have no members), so labels stay valid
-   (a minimum cluster size above 1 would break this, which is why there is none here);
+   label is active when pushed);
+3. ``labels, agreement = queue.vote_and_agreement(...)``;
+4. the active clusters, by ``masking``:
+
+   * ``"recompute"`` (the authors'): the vote counts every queue entry, and when the labels in
+     use are updated the active set is recomputed as the clusters holding at least one label in
+     use (``original_labels - set(labels)`` removed). A cluster whose members all left can come
+     back when an old queue entry of it wins a vote again. In-use labels are always active.
+   * ``"permanent"``: the vote counts only entries of active clusters, and ``active = active &
+     has_members(labels)``: a masked cluster never comes back; no voted label is in a newly
+     masked cluster (those have no members), so labels stay valid.
+
 5. ``p_clean`` from the teacher's per-utterance loss: ``"gmm"`` (two-component GMM on log-loss,
-   :func:`ssrl_lab.labels.noise.fit_clean_posterior`), ``"gate"`` (1 where loss < threshold) or
-   ``"none"`` (all ones).
+   :func:`ssrl_lab.labels.noise.fit_clean_posterior`, recipe ``gmm_recipe``), ``"gate"`` (1
+   where loss < threshold) or ``"none"`` (all ones).
 
 ``teacher_loss`` is taken as the trainer collected it: the teacher's CE against the label in
 use during the epoch (the paper's "per-utterance teacher CE against the voted label").
@@ -25,8 +31,9 @@ Options the SSRL trainer uses (all default to the plain behaviour above):
 * ``visited`` (``(N,)`` bool): rows the epoch did not visit (``drop_last`` leaves up to one
   global batch out) push their label in use instead of a teacher label, are left out of the
   GMM fit and keep ``prev_p_clean``.
-* ``log_floor``: losses are floored at ``exp(log_floor)`` before the log (the authors clip the
-  log-loss below at ``max(p0.1, -20)``; flooring first gives exactly that lower clip).
+* ``log_floor``: the authors clip the log-loss below at ``max(p0.1, log_floor)`` (-20); recipe
+  "authors" passes it to the GMM as its ``floor``, recipe "monotone" floors the losses at
+  ``exp(log_floor)`` before the log.
 """
 from __future__ import annotations
 
@@ -37,11 +44,12 @@ import torch
 
 from ssrl_lab.labels.noise import GMMFit, fit_clean_posterior, loss_gate
 from ssrl_lab.labels.queue import LabelQueue
-from ssrl_lab.labels.relabel import label_change_rate, update_active
+from ssrl_lab.labels.relabel import active_from_labels, label_change_rate, update_active
 
-__all__ = ["epoch_end_update", "NOISE_MODELS"]
+__all__ = ["epoch_end_update", "NOISE_MODELS", "MASKINGS"]
 
 NOISE_MODELS = ("gmm", "none", "gate")
+MASKINGS = ("recompute", "permanent")
 
 
 def epoch_end_update(
@@ -54,12 +62,14 @@ def epoch_end_update(
     noise_model: str = "gmm",
     gate_threshold: float | None = None,
     clip_percentiles: tuple[float, float] = (0.1, 99.9),
-    gmm_n_iter: int = 100,
+    gmm_n_iter: int | None = None,
     labels_in_use: torch.Tensor | None = None,
     update_labels: bool = True,
     visited: torch.Tensor | None = None,
     prev_p_clean: torch.Tensor | None = None,
     log_floor: float | None = None,
+    masking: str = "recompute",
+    gmm_recipe: str = "authors",
 ) -> dict[str, Any]:
     """Push, vote, mask empty clusters and refresh p_clean after one epoch.
 
@@ -70,12 +80,14 @@ def epoch_end_update(
         active: ``(K,)`` bool cluster mask before this update (not modified in place).
         push: False during the label-fixed epochs (the queue is left alone).
         noise_model: ``"gmm"``, ``"gate"`` (needs ``gate_threshold``) or ``"none"``.
-        clip_percentiles, gmm_n_iter: passed to the GMM fit.
+        clip_percentiles, gmm_n_iter: passed to the GMM fit (``gmm_n_iter`` None: the recipe's).
         labels_in_use: ``(N,)`` labels used during the epoch (default: the queue's vote).
         update_labels: False keeps ``labels_in_use`` as the returned labels (queue still pushed).
         visited: ``(N,)`` bool, rows that have a teacher label and loss this epoch (default all).
         prev_p_clean: ``(N,)`` p_clean of unvisited rows (default 1).
         log_floor: floor of the log-loss (None: the GMM's own 1e-12 floor).
+        masking: ``"recompute"`` (authors) or ``"permanent"`` (see above).
+        gmm_recipe: ``"authors"`` or ``"monotone"`` (:func:`~ssrl_lab.labels.noise.fit_clean_posterior`).
 
     Returns dict: ``labels`` (N,) int64 vote, ``p_clean`` (N,) float32, ``active`` (K,) bool,
     ``queue_agreement`` (N,) float32, ``changed`` (share of votes that changed), ``agreement``
@@ -88,12 +100,15 @@ def epoch_end_update(
         raise ValueError("epoch_end_update: noise_model='gate' needs gate_threshold")
     if active.dtype != torch.bool or active.dim() != 1:
         raise ValueError("epoch_end_update: active must be a 1-D bool tensor")
+    if masking not in MASKINGS:
+        raise ValueError(f"epoch_end_update: masking must be one of {MASKINGS}, got {masking!r}")
     k = active.shape[0]
     n = queue.n
     if tuple(teacher_loss.shape) != (n,):
         raise ValueError(f"epoch_end_update: teacher_loss has shape {tuple(teacher_loss.shape)}, expected ({n},)")
     active = active.to(queue.device)
-    prev = queue.vote(active) if labels_in_use is None else torch.as_tensor(labels_in_use).to(queue.device, torch.int64)
+    vote_mask = active if masking == "permanent" else None
+    prev = queue.vote(vote_mask) if labels_in_use is None else torch.as_tensor(labels_in_use).to(queue.device, torch.int64)
     if tuple(prev.shape) != (n,):
         raise ValueError(f"epoch_end_update: labels_in_use has shape {tuple(prev.shape)}, expected ({n},)")
     vis = None
@@ -110,19 +125,24 @@ def epoch_end_update(
         if tl.numel() and int(tl.max()) >= k:
             raise ValueError(f"epoch_end_update: teacher label {int(tl.max())} >= K={k}")
         queue.push(tl)
-    labels, agreement = queue.vote_and_agreement(active)
+    labels, agreement = queue.vote_and_agreement(vote_mask)
     if not update_labels:
         labels = prev
-    new_active = update_active(active, labels, k)
+    if masking == "permanent":
+        new_active = update_active(active, labels, k)
+    else:
+        new_active = active_from_labels(labels, k).to(active.device) if update_labels else active.clone()
     n_masked = int(active.sum()) - int(new_active.sum())
 
     loss = teacher_loss
-    if log_floor is not None:
+    if log_floor is not None and gmm_recipe == "monotone":
         loss = loss.clamp_min(math.exp(log_floor))
     fit_loss = loss if vis is None else loss[vis.to(loss.device)]
     fit: GMMFit | None = None
     if noise_model == "gmm":
-        p_fit, fit = fit_clean_posterior(fit_loss, clip_percentiles=clip_percentiles, n_iter=gmm_n_iter)
+        p_fit, fit = fit_clean_posterior(fit_loss, clip_percentiles=clip_percentiles, n_iter=gmm_n_iter,
+                                         recipe=gmm_recipe,
+                                         floor=log_floor if gmm_recipe == "authors" else None)
     elif noise_model == "gate":
         p_fit = loss_gate(fit_loss, float(gate_threshold))
     else:

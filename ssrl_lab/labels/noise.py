@@ -7,16 +7,25 @@ vectorised over all N utterances) and returns each utterance's posterior of belo
 low-loss ("clean") component. The student's loss is then :func:`weighted_loss`
 ``sum(p_i * CE_i) / sum(p_i)``.
 
-Recipe (paper): ``x = log(max(loss, eps))``, clipped to the 0.1 / 99.9 percentiles of x (the
-clip applies to the fit and to the posterior), EM with a deterministic start (means at the 25th
-and 75th percentiles, both variances = var(x), equal weights), a variance floor of
-``1e-6 + 1e-3 * var(x)`` so that neither component collapses onto a spike.
+Two recipes (``recipe=``):
 
-Tails: a plain Gaussian posterior hands BOTH tails to the wider component, so with a wider
-noisy component the very lowest losses would be judged noisy. The posterior is therefore
-evaluated at x clamped to ``[mean_clean, mean_noisy]``: below the clean mean p_clean equals its
-value at the clean mean, above the noisy mean its value at the noisy mean (between the means it
-is the plain posterior).
+* ``"authors"`` (default; the authors' ``update_clean_label_probability``, which calls
+  scikit-learn's ``GaussianMixture(2, max_iter=500, tol=1e-5)``): ``x = log(loss + 1e-12)``;
+  clip bounds ``lo = max(p_low(x), floor)`` (``floor`` -20 in SSRL) and ``hi = p_high(x)``;
+  the GMM is FITTED on the values inside ``[lo, hi]`` only, and the posterior is evaluated at
+  every value clipped to ``[lo, hi]``. EM as scikit-learn runs it: M step variances plus
+  ``reg_covar = 1e-6``, stop when the mean log-likelihood changes by less than ``tol``. The
+  posterior is the plain Gaussian one. scikit-learn starts EM from a k-means initialisation
+  with an unseeded random state, so the authors' fit is not reproducible; ours starts from a
+  fixed point (means at the 25th and 75th percentiles of the fitted values, both variances
+  their variance, equal weights): scikit-learn given that start (``weights_init``,
+  ``means_init``, ``precisions_init``) gives the same p_clean (tests/test_ssrl_replay.py).
+* ``"monotone"`` (this workbench's earlier recipe): ``x = log(max(loss, eps))`` clipped to the
+  percentiles (the clipped values take part in the fit), a variance floor of
+  ``1e-6 + 1e-3 * var(x)`` instead of ``reg_covar``, and monotone tails: a plain Gaussian
+  posterior hands BOTH tails to the wider component, so with a wider noisy component the very
+  lowest losses would be judged noisy; the posterior is therefore evaluated at x clamped to
+  ``[mean_clean, mean_noisy]``.
 
 Fallback (documented, never NaN): fewer than 10 finite losses or zero spread (all losses equal)
 give ``p_clean = 1`` for everyone (plain unweighted training) and a logged warning. Non-finite
@@ -37,7 +46,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["GMMFit", "fit_clean_posterior", "loss_gate", "weighted_loss", "percentiles"]
+__all__ = ["GMMFit", "RECIPES", "fit_clean_posterior", "loss_gate", "weighted_loss", "percentiles"]
 
 log = logging.getLogger("ssrl_lab.labels.noise")
 
@@ -55,6 +64,7 @@ class GMMFit:
         n_iter: EM iterations run.
         log_likelihood: mean log-likelihood per sample at the end.
         fallback: True when the fit was skipped (degenerate input; p_clean = 1).
+        monotone: the posterior clamps x to the two means (recipe "monotone").
     """
 
     weights: np.ndarray
@@ -66,6 +76,7 @@ class GMMFit:
     n_iter: int
     log_likelihood: float = 0.0
     fallback: bool = False
+    monotone: bool = False
 
     def pdf(self, x: Any) -> np.ndarray:
         """``(len(x), 2)`` weighted component densities at log-loss values ``x`` (for plots).
@@ -80,7 +91,8 @@ class GMMFit:
     def posterior_clean(self, log_loss: Any) -> np.ndarray:
         """Posterior of the clean component at log-loss values (clipped like the fit)."""
         x = np.clip(np.asarray(log_loss, dtype=np.float64), self.clip_low, self.clip_high)
-        x = np.clip(x, self.means[0], self.means[1])  # monotone tails, as in fit_clean_posterior
+        if self.monotone:
+            x = np.clip(x, self.means[0], self.means[1])  # monotone tails, as in fit_clean_posterior
         d = self.pdf(x)
         tot = d.sum(1)
         return np.where(tot > 0, d[:, 0] / np.where(tot > 0, tot, 1.0), 1.0)
@@ -145,28 +157,43 @@ def _log_odds_coeffs(w0: float, means: list[float], var: list[float]) -> tuple[f
     return a, b, c
 
 
+RECIPES = ("authors", "monotone")
+#: scikit-learn's GaussianMixture defaults the authors rely on (reg_covar) and pass (max_iter, tol)
+AUTHORS_REG_COVAR, AUTHORS_MAX_ITER, AUTHORS_TOL = 1e-6, 500, 1e-5
+
+
 def fit_clean_posterior(
     loss: Any,
     clip_percentiles: tuple[float, float] = (0.1, 99.9),
-    n_iter: int = 100,
-    tol: float = 1e-6,
+    n_iter: int | None = None,
+    tol: float | None = None,
     eps: float = 1e-12,
+    recipe: str = "authors",
+    floor: float | None = None,
 ) -> tuple[torch.Tensor, GMMFit]:
-    """Fit the two-component GMM on clipped log-loss; return ``(p_clean (N,) float32, GMMFit)``.
+    """Fit the two-component GMM on log-loss; return ``(p_clean (N,) float32, GMMFit)``.
 
     Args:
         loss: ``(N,)`` per-utterance losses (tensor on any device, or array-like).
         clip_percentiles: lower / upper percentile (0..100) of the log-loss to clip to.
-        n_iter: maximum EM iterations.
-        tol: stop when the mean log-likelihood per sample improves by less than this.
-        eps: losses are floored at ``eps`` before the log.
+        n_iter: maximum EM iterations (None: 500 for "authors", 100 for "monotone").
+        tol: stop when the mean log-likelihood per sample changes by less than this
+            (None: 1e-5 for "authors", 1e-6 for "monotone").
+        eps: "authors": added to the loss before the log; "monotone": the loss's floor.
+        recipe: ``"authors"`` or ``"monotone"`` (module docstring).
+        floor: lower bound of the lower clip in log-loss units (the authors' -20), or None.
 
     ``p_clean`` is on the input's device (CPU for arrays). See the module docstring for the
-    recipe and the degenerate-input fallback.
+    recipes and the degenerate-input fallback.
     """
     lo_q, hi_q = clip_percentiles
     if not 0.0 <= lo_q < hi_q <= 100.0:
         raise ValueError(f"fit_clean_posterior: clip_percentiles must satisfy 0 <= low < high <= 100, got {clip_percentiles}")
+    if recipe not in RECIPES:
+        raise ValueError(f"fit_clean_posterior: recipe must be one of {RECIPES}, got {recipe!r}")
+    authors = recipe == "authors"
+    n_iter = (AUTHORS_MAX_ITER if authors else 100) if n_iter is None else n_iter
+    tol = (AUTHORS_TOL if authors else 1e-6) if tol is None else tol
     if n_iter < 1:
         raise ValueError(f"fit_clean_posterior: n_iter must be >= 1, got {n_iter}")
     t = loss if isinstance(loss, torch.Tensor) else torch.as_tensor(np.asarray(loss))
@@ -174,7 +201,8 @@ def fit_clean_posterior(
         raise ValueError(f"fit_clean_posterior: loss must be 1-D (N,), got shape {tuple(t.shape)}")
     device = t.device
     n = t.shape[0]
-    x_all = torch.log(t.detach().to(torch.float64).clamp_min(eps))  # NaN stays NaN, +inf stays +inf
+    t64 = t.detach().to(torch.float64)
+    x_all = torch.log(t64 + eps) if authors else torch.log(t64.clamp_min(eps))  # NaN stays NaN, +inf stays +inf
     nan_mask = torch.isnan(x_all)
     inf_mask = torch.isinf(x_all)
     finite = ~(nan_mask | inf_mask)
@@ -190,10 +218,19 @@ def fit_clean_posterior(
         )
 
     xs = torch.sort(x_fin).values
-    c_lo, c_hi, q25, q75 = percentiles(xs, [lo_q, hi_q, 25.0, 75.0])
+    c_lo, c_hi = percentiles(xs, [lo_q, hi_q])
+    if floor is not None:
+        c_lo = max(c_lo, float(floor))
     if not c_hi > c_lo:
         return _fallback(n, device, x_fin, "all losses are (nearly) equal between the clip percentiles")
-    x = x_fin.clamp(c_lo, c_hi)
+    if authors:  # fit on the values inside the clip range (sorted, so the percentiles are direct)
+        x = xs[(xs >= c_lo) & (xs <= c_hi)]
+        if x.shape[0] < MIN_SAMPLES:
+            return _fallback(n, device, x_fin, f"only {x.shape[0]} losses inside the clip range")
+        q25, q75 = percentiles(x, [25.0, 75.0])
+    else:
+        x = x_fin.clamp(c_lo, c_hi)
+        q25, q75 = percentiles(xs, [25.0, 75.0])
     total_var = float(x.var(unbiased=False))
     if not total_var > 0:
         return _fallback(n, device, x_fin, "zero variance after clipping")
@@ -228,7 +265,11 @@ def fit_clean_posterior(
         n0 = min(max(n0, 1e-10), n_all - 1e-10)
         n1 = n_all - n0
         means = [t1 / n0, (s1_all - t1) / n1]
-        var = [max(t2 / n0 - means[0] ** 2, var_floor), max((s2_all - t2) / n1 - means[1] ** 2, var_floor)]
+        v0, v1 = t2 / n0 - means[0] ** 2, (s2_all - t2) / n1 - means[1] ** 2
+        if authors:
+            var = [max(v0, 0.0) + AUTHORS_REG_COVAR, max(v1, 0.0) + AUTHORS_REG_COVAR]
+        else:
+            var = [max(v0, var_floor), max(v1, var_floor)]
         w0 = n0 / n_all
         if abs(ll - prev_ll) < tol:
             converged = True
@@ -242,7 +283,9 @@ def fit_clean_posterior(
 
     # posterior for every input (finite ones clipped; +inf -> upper clip; NaN -> 1)
     x_eval = torch.where(finite, x_all, torch.full_like(x_all, c_hi)).clamp(c_lo, c_hi)
-    x_eval = x_eval.clamp(means_abs[0], means_abs[1]) - shift  # monotone tails (module docstring)
+    if not authors:
+        x_eval = x_eval.clamp(means_abs[0], means_abs[1])  # monotone tails (module docstring)
+    x_eval = x_eval - shift
     a, b, c = _log_odds_coeffs(weights[0], means, var)
     post = torch.sigmoid((a * x_eval + b) * x_eval + c)
     post = torch.where(nan_mask, torch.ones_like(post), post)
@@ -250,6 +293,7 @@ def fit_clean_posterior(
     fit = GMMFit(
         weights=np.array(weights), means=np.array(means_abs), variances=np.array(var),
         clip_low=c_lo, clip_high=c_hi, converged=converged, n_iter=it, log_likelihood=ll, fallback=False,
+        monotone=not authors,
     )
     return post.to(torch.float32), fit
 

@@ -241,18 +241,24 @@ class LabelQueue:
         vote, count = mode_of_columns(cols, self.tie_break, valid)
         return vote, count.to(torch.float32) / float(self._filled)
 
-    def vote_with(self, index: torch.Tensor, labels: torch.Tensor, active: torch.Tensor | None = None) -> torch.Tensor:
+    def vote_with(self, index: torch.Tensor, labels: torch.Tensor, active: torch.Tensor | None = None,
+                  window: int | None = None) -> torch.Tensor:
         """Mode of rows ``index`` with ``labels`` appended as their newest entry, queue unchanged.
 
-        ``(B,)`` int64: what the vote would be if ``labels`` were pushed without dropping the
-        oldest entry (the authors' in-step ``mode(queue + [self_label])``). ``index`` and
-        ``labels`` are ``(B,)``; ``active`` as in :meth:`vote_and_agreement`.
+        ``(B,)`` int64: the authors' in-step target ``mode((queue + [self_label])[-window:])``,
+        the newest ``window`` entries of the queue with ``labels`` appended (default
+        ``window = length``: a full queue drops its oldest entry for the vote, as a push would).
+        ``index`` and ``labels`` are ``(B,)``; ``active`` as in :meth:`vote_and_agreement`.
         """
+        window = self.length if window is None else int(window)
+        if window < 1:
+            raise ValueError(f"LabelQueue.vote_with: window must be >= 1, got {window}")
         idx = torch.as_tensor(index, device=self.device).to(torch.int64)
         lab = torch.as_tensor(labels, device=self.device).to(torch.int32)
         if idx.dim() != 1 or lab.shape != idx.shape:
             raise ValueError(f"LabelQueue.vote_with: index {tuple(idx.shape)} and labels {tuple(lab.shape)} must be equal 1-D shapes")
-        cols = torch.cat([self._buf[: self._filled, idx], lab.unsqueeze(0)], 0)  # (F + 1, B)
+        first = max(0, self._filled - (window - 1))
+        cols = torch.cat([self._buf[first: self._filled, idx], lab.unsqueeze(0)], 0)  # (<= window, B)
         valid = None
         if active is not None:
             act = torch.as_tensor(active, device=self.device)

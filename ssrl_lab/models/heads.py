@@ -206,6 +206,19 @@ class AAMSoftmax(nn.Module):
         self.active.fill_(True)
 
     @torch.no_grad()
+    def set_active(self, active: torch.Tensor) -> int:
+        """Make exactly the classes where ``active`` is True active (classes may come back, as
+        SSRL's recomputed cluster set needs). Returns the number of active classes."""
+        active = torch.as_tensor(active, device=self.active.device)
+        if active.dtype != torch.bool or active.shape != self.active.shape:
+            raise ValueError(
+                f"AAMSoftmax.set_active: active must be a bool tensor of shape ({self.n_classes},), "
+                f"got dtype {active.dtype} shape {tuple(active.shape)}"
+            )
+        self.active.copy_(active)
+        return self.n_active
+
+    @torch.no_grad()
     def init_from_centroids(self, centroids: torch.Tensor | np.ndarray) -> None:
         """Copy L2-normalised ``centroids`` ``(n_classes, in_dim)`` into the class weights."""
         c = centroids if isinstance(centroids, torch.Tensor) else torch.from_numpy(np.asarray(centroids))

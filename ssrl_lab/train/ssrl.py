@@ -12,17 +12,18 @@ Each step the loader returns the student's augmented ``student_s`` crop and a cl
 From ``collect_start_epoch`` on the teacher runs on the clean crop in the same step: logits
 with the margin on the label in use (``teacher_margin``), masked clusters at -inf, ``self_label``
 = argmax (or a Sinkhorn-balanced argmax over the batch, ``use_sinkhorn``), ``new_label`` =
-mode(queue + [self_label]) in label-update epochs else ``self_label``, teacher loss = CE(teacher
+``mode((queue + [self_label])[-queue_len:])`` in label-update epochs (the authors' ``is_update``:
+0-based ``epoch + 1 >= label_fixed_epochs``) else ``self_label``, teacher loss = CE(teacher
 logits, new_label) per utterance. Self labels and losses are all-gathered over ranks and stored
-by index into ``(N,)`` tensors (``index_copy_``), so every rank holds identical labels, queues
-and p_clean. The student's loss is ``sum(p_clean * CE) / sum(p_clean)`` (``noise_model``
+by index (:class:`~ssrl_lab.labels.state.PseudoLabelState`, which holds the whole label state),
+so every rank holds identical labels, queues and p_clean. The student's loss is ``sum(p_clean * CE) / sum(p_clean)`` (``noise_model``
 "gmm" / "gate"; plain mean CE with "none").
 
 Epoch end (:func:`ssrl_lab.labels.epoch_end_update`, from ``collect_start_epoch`` on): the
-teacher labels are pushed into the queues; from epoch ``label_fixed_epochs`` on the label in
-use is the queue's mode; clusters without members are masked (teacher and student); p_clean
-is refreshed from the collected teacher losses (two-component GMM on the log-loss floored at
--20 and clipped at the 0.1 / 99.9 percentiles). Rows the epoch did not visit (``drop_last``)
+teacher labels are pushed into the queues; from the end of (0-based) epoch
+``label_fixed_epochs - 1`` on the label in use is the queue's mode; clusters without members are
+masked (teacher and student; ``masking``); p_clean is refreshed from the collected teacher losses
+(two-component GMM on the log-loss, lower clip ``max(p0.1, -20)``, upper clip p99.9; ``gmm_recipe``). Rows the epoch did not visit (``drop_last``)
 keep their label and p_clean.
 
 Learning rate: cosine ``lr_fixed`` -> ``lr_final`` over the label-fixed epochs, then a restart
@@ -50,6 +51,8 @@ from torch import nn
 
 from ..config import check
 from ..cluster.kmeans import BACKENDS as KMEANS_BACKENDS
+from ..labels.epoch_end import MASKINGS, NOISE_MODELS
+from ..labels.noise import RECIPES as GMM_RECIPES
 from . import distributed as dist
 from .classifier import ClassifierModel
 from .context import (TrainConfig, result_fields, autocast, build_augmenter, build_spec_augment, clip_gradients, eval_summary,
@@ -64,7 +67,6 @@ from .schedules import Schedule, cosine_schedule, momentum_schedule
 
 log = logging.getLogger("ssrl_lab.train.ssrl")
 
-NOISE_MODELS = ("gmm", "none", "gate")
 
 
 # -- configuration -------------------------------------------------------------------------
@@ -82,7 +84,14 @@ class SSRLConfig(TrainConfig):
     (soft p_clean), "gate" (p_clean = teacher loss < ``gate_threshold``) or "none".
     ``use_sinkhorn`` (+ ``sinkhorn_epsilon``, ``sinkhorn_iter``): balanced self labels per batch.
     ``teacher_margin``: the teacher's logits carry the margin on the label in use (authors).
-    ``mask_empty``: mask clusters without members. ``lr_fixed`` / ``lr_update`` / ``lr_final``:
+    ``mask_empty``: mask clusters without members; ``masking``: "recompute" (the authors': when
+    the labels update, the active clusters are those holding a label in use, and votes count
+    every queue entry, so a cluster can come back) or "permanent" (votes skip masked clusters,
+    which never come back). ``gmm_recipe``: "authors" (scikit-learn's EM on the log-losses inside
+    the clip range, plain posterior) or "monotone" (fit on clipped values, variance floor,
+    monotone tails; :func:`~ssrl_lab.labels.noise.fit_clean_posterior`). The schedule and the
+    vote's one ambiguity (the tie-break depends on the Python version the authors ran) are
+    described in :mod:`ssrl_lab.labels.state`. ``lr_fixed`` / ``lr_update`` / ``lr_final``:
     the two cosine phases; ``lr`` (optional shortcut): ``lr_update = lr``, ``lr_fixed = lr / 5``.
     ``weight_decay`` (Adam, L2; ``decay_all_params``: also on biases / norms, as the authors'
     ``Adam(model.parameters())``). ``ema_start`` / ``ema_end`` / ``ema_schedule``. ``max_normalize``:
@@ -113,6 +122,8 @@ class SSRLConfig(TrainConfig):
     sinkhorn_iter: int = 3
     teacher_margin: bool = True
     mask_empty: bool = True
+    masking: str = "recompute"
+    gmm_recipe: str = "authors"
     aam_scale: float = 32.0
     aam_margin: float = 0.2
     lr: float | None = None
@@ -151,6 +162,8 @@ class SSRLConfig(TrainConfig):
         check(self.collect_start <= max(self.label_fixed_epochs - 1, 0) or self.label_fixed_epochs == 0,
               f"collect_start_epoch={self.collect_start} must not come after the last label-fixed epoch "
               f"({self.label_fixed_epochs - 1}): label updates need collected teacher labels")
+        check(self.masking in MASKINGS, f"masking must be one of {MASKINGS}, got {self.masking!r}")
+        check(self.gmm_recipe in GMM_RECIPES, f"gmm_recipe must be one of {GMM_RECIPES}, got {self.gmm_recipe!r}")
         check(self.noise_model in NOISE_MODELS, f"noise_model must be one of {NOISE_MODELS}, got {self.noise_model!r}")
         check(self.noise_model != "gate" or (self.gate_threshold is not None and self.gate_threshold > 0),
               "noise_model='gate' needs gate_threshold > 0")
@@ -342,8 +355,8 @@ def train(cfg: SSRLConfig, *, resume: bool = False, progress: bool = True,
     """
     from ..data.corpus import open_corpus
     from ..data.datasets import PairCropDataset
-    from ..labels import EpochHistory, LabelQueue, epoch_end_update, masked_argmax, sinkhorn_assign
-    from ..labels.relabel import active_from_labels
+    from ..labels import EpochHistory, masked_argmax, sinkhorn_assign
+    from ..labels.state import PseudoLabelState
 
     check(bool(cfg.corpus), "SSRLConfig.corpus is empty: give --corpus DIR")
     check(bool(cfg.run_dir), "SSRLConfig.run_dir is empty: give --run-dir DIR")
@@ -392,34 +405,37 @@ def train(cfg: SSRLConfig, *, resume: bool = False, progress: bool = True,
     start_epoch, seconds_before, last_eval, kinfo = 0, 0.0, None, {}
     ckpt = run.load_checkpoint() if resume else None
     partial = None
+
+    def label_state(seed_labels) -> PseudoLabelState:
+        return PseudoLabelState(seed_labels, cfg.k, queue_len=cfg.queue_len, seed_copies=cfg.seed_copies,
+                                tie_break=cfg.tie_break, label_fixed_epochs=cfg.label_fixed_epochs,
+                                collect_start=cfg.collect_start, noise_model=cfg.noise_model,
+                                gate_threshold=cfg.gate_threshold, clip_percentiles=tuple(cfg.clip_percentiles),
+                                log_floor=cfg.log_floor, gmm_recipe=cfg.gmm_recipe, masking=cfg.masking,
+                                mask_empty=cfg.mask_empty, device=device)
+
     if ckpt is None:
         if resume:
             run.truncate_metrics(0)  # lines of an attempt killed before its first checkpoint
         init = initial_labels(cfg, run, student_mod.backbone, table, device, progress)
-        labels = torch.as_tensor(init["labels"], device=device)
+        pl = label_state(init["labels"])
         student_mod.head.init_from_centroids(torch.as_tensor(init["centroids"]))
-        active = active_from_labels(labels, cfg.k) if cfg.mask_empty else torch.ones(cfg.k, dtype=torch.bool, device=device)
-        student_mod.head.active.copy_(active)
+        student_mod.head.set_active(pl.active)
         teacher.load_state_dict(student_mod.state_dict())
-        queue = LabelQueue(n, cfg.queue_len, labels, cfg.seed_copies, device=device, tie_break=cfg.tie_break,
-                           n_labels=cfg.k)
-        p_clean = torch.ones(n, dtype=torch.float32, device=device)
         kinfo = {"n_empty": init["n_empty"], "seconds_embed": init["seconds_embed"],
-                 "seconds_kmeans": init["seconds_kmeans"], **_report(labels, true if has_true else None)}
-        run.log_metrics({"stage": "kmeans", "epoch": 0, "k": cfg.k, "n_clusters": int(active.sum()), **kinfo})
+                 "seconds_kmeans": init["seconds_kmeans"], **_report(pl.labels, true if has_true else None)}
+        run.log_metrics({"stage": "kmeans", "epoch": 0, "k": cfg.k, "n_clusters": int(pl.active.sum()), **kinfo})
         if dist.is_main():
-            log.info("k-means: %d clusters used of %d%s", int(active.sum()), cfg.k,
+            log.info("k-means: %d clusters used of %d%s", int(pl.active.sum()), cfg.k,
                      f", NMI {kinfo['nmi']:.3f}" if "nmi" in kinfo else "")
     else:
         student_mod.load_state_dict(ckpt["student"])
         teacher.load_state_dict(ckpt["teacher"])
         optimizer.load_state_dict(ckpt["optimizer"])
-        labels = ckpt["labels"].to(device)
-        p_clean = ckpt["p_clean"].to(device)
-        active = ckpt["active"].to(device)
-        queue = LabelQueue(n, cfg.queue_len, labels, cfg.seed_copies, device=device, tie_break=cfg.tie_break,
-                           n_labels=cfg.k)
-        queue.load_state_dict(ckpt["queue"])
+        pl = label_state(ckpt["labels"])
+        # the label state sits flat in the checkpoint; what an interrupted epoch had collected
+        # sits in its "partial" record
+        pl.load_state_dict({**{key: ckpt[key] for key in pl.SAVED}, **(ckpt.get("partial") or {})})
         start_epoch, seconds_before = int(ckpt["epoch"]), float(ckpt["seconds"])
         last_eval, kinfo = ckpt.get("last_eval"), ckpt.get("kmeans", {})
         hist_path = run.path / "history.npz"
@@ -445,13 +461,12 @@ def train(cfg: SSRLConfig, *, resume: bool = False, progress: bool = True,
     def state(epoch_done: int, part: dict | None) -> dict:
         where = f"SSRL after epoch {epoch_done}" + (f", step {part['step']} of epoch {epoch_done + 1}" if part else "")
         check_finite_modules([student_mod, teacher], where)
-        if not bool(torch.isfinite(p_clean).all()):
+        if not bool(torch.isfinite(pl.p_clean).all()):
             raise TrainingDiverged(f"{where}: p_clean holds NaN / inf values; the checkpoint was not written")
         return {
             "epoch": epoch_done, "step": epoch_done * spe + (part["step"] if part else 0),
             "student": student_mod.state_dict(), "teacher": teacher.state_dict(), "optimizer": optimizer.state_dict(),
-            "queue": queue.state_dict(), "labels": labels.cpu(), "p_clean": p_clean.cpu(), "active": active.cpu(),
-            "history_epochs": epoch_done, "rng": dist.all_gather_object(rng_state()),
+            **{key: v for key, v in pl.state_dict().items() if key in pl.SAVED}, "history_epochs": epoch_done, "rng": dist.all_gather_object(rng_state()),
             "seconds": seconds_before + time.perf_counter() - t_run, "last_eval": last_eval, "kmeans": kinfo,
             "config": cfg.to_dict(), "partial": part,
         }
@@ -459,11 +474,7 @@ def train(cfg: SSRLConfig, *, resume: bool = False, progress: bool = True,
     with interruptible() as stop:
         for epoch in range(start_epoch, cfg.epochs):
             t_epoch = time.perf_counter()
-            collect = epoch >= cfg.collect_start
-            updating = epoch >= cfg.label_fixed_epochs
-            coll_label = torch.full((n,), -1, dtype=torch.int64, device=device)
-            coll_loss = torch.full((n,), float("nan"), dtype=torch.float32, device=device)
-            visited = torch.zeros(n, dtype=torch.bool, device=device)
+            collect, updating = pl.collecting(epoch), pl.updating(epoch)
             student.train()
             teacher.eval()
             loader = make_loader(dataset, per_rank, epoch, cfg.seed, shuffle=True, drop_last=True,
@@ -471,13 +482,12 @@ def train(cfg: SSRLConfig, *, resume: bool = False, progress: bool = True,
             sums = torch.zeros(3, dtype=torch.float64)  # student loss, teacher loss, kept weight
             times = [0.0, 0.0]  # teacher forward, whole step
             n_steps, first, t_before = 0, 0, 0.0
-            if partial is not None:  # resuming mid-epoch: what this epoch had collected so far
+            if partial is not None:  # resuming mid-epoch (pl holds what this epoch had collected so far)
                 first, n_steps, t_before = int(partial["step"]), int(partial["n_steps"]), float(partial["seconds_steps"])
                 sums, times = partial["sums"].clone(), list(partial["times"])
-                coll_label = partial["coll_label"].to(device)
-                coll_loss = partial["coll_loss"].to(device)
-                visited = partial["visited"].to(device)
                 loader = skip_batches(loader, first)
+            else:
+                pl.begin_epoch()
             it_loader = iter(progress_bar(loader, progress, total=spe - first, desc=f"ssrl {epoch + 1}/{cfg.epochs}"))
             if partial is not None:  # after the loader iterator drew its seed, as in the straight run
                 set_rng_state(partial["rng"][dist.rank()])
@@ -492,7 +502,7 @@ def train(cfg: SSRLConfig, *, resume: bool = False, progress: bool = True,
                 xs = batch["student"].to(device, non_blocking=True)
                 if cfg.max_normalize:
                     xs = max_normalize(xs)
-                y = labels[idx]
+                y = pl.labels[idx]
                 t_loss_mean = 0.0
                 if collect:
                     with _timed(timer, times, 0), torch.no_grad():
@@ -503,19 +513,19 @@ def train(cfg: SSRLConfig, *, resume: bool = False, progress: bool = True,
                             emb_t = teacher.backbone(xt)
                         logits_t = teacher.head(emb_t.float(), y if cfg.teacher_margin else None)
                         if cfg.use_sinkhorn:
-                            self_label = sinkhorn_assign(logits_t / scale, active, n_iter=cfg.sinkhorn_iter,
+                            self_label = sinkhorn_assign(logits_t / scale, pl.active, n_iter=cfg.sinkhorn_iter,
                                                          epsilon=cfg.sinkhorn_epsilon)
                         else:
-                            self_label = masked_argmax(logits_t, active)
-                        new_label = queue.vote_with(idx, self_label, active) if updating else self_label
-                        t_loss = F.cross_entropy(logits_t, new_label, reduction="none")
+                            self_label = masked_argmax(logits_t, pl.active)
+                        # the vote may pick a cluster masked since (masking="recompute", as the
+                        # authors'): its logit is -inf and its loss inf, judged noisy by the GMM
+                        t_loss = F.cross_entropy(logits_t, pl.targets(idx, self_label, epoch), reduction="none")
                     g_idx = dist.all_gather_tensor(torch.stack([idx, self_label]).T.contiguous())
                     g_loss = dist.all_gather_tensor(t_loss.contiguous())
-                    coll_label.index_copy_(0, g_idx[:, 0], g_idx[:, 1])
-                    coll_loss.index_copy_(0, g_idx[:, 0], g_loss)
-                    visited[g_idx[:, 0]] = True
-                    t_loss_mean = float(t_loss.mean())
-                w = p_clean[idx] if cfg.noise_model != "none" else None
+                    pl.collect(g_idx[:, 0], g_idx[:, 1], g_loss)
+                    finite = torch.isfinite(t_loss)
+                    t_loss_mean = float(t_loss[finite].mean()) if bool(finite.any()) else 0.0
+                w = pl.p_clean[idx] if cfg.noise_model != "none" else None
                 with autocast(device, cfg.amp):
                     logits = student_ddp(xs, y, augment_spec=cfg.spec_augment)
                 ce = F.cross_entropy(logits.float(), y, reduction="none")
@@ -537,7 +547,7 @@ def train(cfg: SSRLConfig, *, resume: bool = False, progress: bool = True,
                 if stop.requested() and step + 1 < spe:
                     run.save_checkpoint(state(epoch, {
                         "step": step + 1, "n_steps": n_steps, "sums": sums.clone(), "times": list(times),
-                        "coll_label": coll_label.cpu(), "coll_loss": coll_loss.cpu(), "visited": visited.cpu(),
+                        **{key: v for key, v in pl.state_dict().items() if key in pl.COLLECTED},
                         "seconds_steps": t_before + time.perf_counter() - t_epoch,
                         "rng": dist.all_gather_object(rng_state())}))
                     raise stop.interrupted(run.path, epoch + 1, step + 1)
@@ -546,26 +556,17 @@ def train(cfg: SSRLConfig, *, resume: bool = False, progress: bool = True,
 
             # -- epoch end: the label update ---------------------------------------------------
             t_end = timer.now()
-            prev_labels = labels
-            if collect:
-                out = epoch_end_update(queue, coll_label, coll_loss, active, push=True, noise_model=cfg.noise_model,
-                                       gate_threshold=cfg.gate_threshold, clip_percentiles=tuple(cfg.clip_percentiles),
-                                       labels_in_use=labels, update_labels=epoch + 1 >= cfg.label_fixed_epochs,
-                                       visited=visited, prev_p_clean=p_clean, log_floor=cfg.log_floor)
-                labels = out["labels"]
-                p_clean = _broadcast_(out["p_clean"].to(device).contiguous())
-                if cfg.mask_empty:
-                    active = out["active"].to(device)
-                agreement, fit = out["queue_agreement"], out["gmm"]
-            else:
-                agreement, fit = queue.agreement(active), None
-            student_mod.head.active.copy_(active)
-            teacher.head.active.copy_(active)
+            out = pl.end_epoch(epoch)
+            _broadcast_(pl.p_clean)
+            prev_labels, agreement, fit = out["prev_labels"], out["queue_agreement"], out["gmm"]
+            labels, p_clean, active, visited = pl.labels, pl.p_clean, pl.active, pl.visited
+            student_mod.head.set_active(active)
+            teacher.head.set_active(active)
             seconds_update = timer.now() - t_end
 
             # -- reporting --------------------------------------------------------------------
             t_rep = time.perf_counter()
-            agg = history.append(epoch + 1, labels, p_clean, coll_loss, agreement, fit)
+            agg = history.append(epoch + 1, labels, p_clean, pl.coll_loss, agreement, fit)
             last = epoch * spe + max(n_steps - 1, 0)
             rec = {
                 "stage": "ssrl", "epoch": epoch + 1, "loss": float(sums[0] / max(n_steps, 1)),
@@ -578,7 +579,7 @@ def train(cfg: SSRLConfig, *, resume: bool = False, progress: bool = True,
                 "gmm": fit.to_dict() if fit is not None else None, "steps": n_steps,
             }
             if world > 1:
-                sigs = dist.all_gather_object(state_signature(labels, queue, p_clean, active))
+                sigs = dist.all_gather_object(state_signature(labels, pl.queue, p_clean, active))
                 rec["ranks_agree"] = all(sg == sigs[0] for sg in sigs)
                 if not rec["ranks_agree"]:
                     log.error("epoch %d: label state differs between ranks: %s", epoch + 1, sigs)
@@ -586,7 +587,7 @@ def train(cfg: SSRLConfig, *, resume: bool = False, progress: bool = True,
                 rec.update(_report(labels, true_np))
                 if collect:
                     seen = visited.cpu().numpy()
-                    tl = _report(coll_label[visited], true_np[seen]) if seen.any() else {}
+                    tl = _report(pl.coll_label[visited], true_np[seen]) if seen.any() else {}
                     rec["teacher_label_nmi"] = tl.get("nmi")
                 rec["clean_split"] = {k: agg.get(k) for k in ("label_accuracy", "precision_noisy", "recall_noisy",
                                                               "precision_clean", "recall_clean", "f1_noisy")}
@@ -635,7 +636,7 @@ def train(cfg: SSRLConfig, *, resume: bool = False, progress: bool = True,
         "system": "ssrl", **result_fields(ev), "evaluated": "teacher",
         "eval_student": {k: (ev_s or {}).get(k) for k in ("eer", "eer_all_pairs", "mindcf_0.01", "mindcf_0.05")},
         "seconds": seconds_before + time.perf_counter() - t_run, "epochs": cfg.epochs, "k": cfg.k,
-        "n_clusters": int(active.sum()), "n_true_speakers": int(np.unique(true[true >= 0]).size) if has_true else None,
+        "n_clusters": int(pl.active.sum()), "n_true_speakers": int(np.unique(true[true >= 0]).size) if has_true else None,
         "kmeans_nmi": kinfo.get("nmi"), "nmi": final.get("nmi"), "purity": final.get("purity"),
         "epoch_end_share": float(np.mean(share)) if share else None,
         "teacher_share": float(np.mean(tshare)) if tshare else None,
