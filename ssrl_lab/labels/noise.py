@@ -127,7 +127,8 @@ def percentiles(sorted_x: torch.Tensor, qs: list[float]) -> list[float]:
         lo = int(math.floor(pos))
         hi = min(lo + 1, n - 1)
         frac = pos - lo
-        out.append(float(sorted_x[lo]) * (1 - frac) + float(sorted_x[hi]) * frac)
+        a, b = float(sorted_x[lo]), float(sorted_x[hi])
+        out.append(a + (b - a) * frac)  # exact when a == b (numpy's lerp), so ties stay inside the clip
     return out
 
 

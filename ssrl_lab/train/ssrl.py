@@ -50,6 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import check
+from ..data.augment import STUDENT_AUG
 from ..cluster.kmeans import BACKENDS as KMEANS_BACKENDS
 from ..labels.epoch_end import MASKINGS, NOISE_MODELS
 from ..labels.noise import RECIPES as GMM_RECIPES
@@ -229,8 +230,7 @@ PROFILES: dict[str, dict] = {
                  dino_run="outputs/demo/dino"),
     "vox": dict(encoder_preset="ssrl_paper", k=8000, student_s=2.0, teacher_s=6.0, batch_size=480, epochs=105,
                 label_fixed_epochs=5, queue_len=5, lr_fixed=1e-4, lr_update=5e-4, lr_final=1e-5, weight_decay=5e-5,
-                ema_start=0.999, ema_end=0.9999, augment={"snr_noise": [0.0, 20.0], "snr_music": [0.0, 20.0],
-                                                          "snr_babble": [0.0, 20.0]},
+                ema_start=0.999, ema_end=0.9999, augment=dict(STUDENT_AUG),
                 eval_every=1, num_workers=8, eval_batch_size=1, embed_max_len_s=20.0, embed_chunk_s=4.0),
 }
 
