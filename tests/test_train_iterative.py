@@ -47,3 +47,42 @@ def test_iterative_config_checks():
         iterative.IterativeConfig.profile("smoke", kmeans_backend="cuml")
     vox = iterative.IterativeConfig.profile("vox")
     assert (vox.aam_scale, vox.aam_margin, vox.init, vox.rounds) == (32.0, 0.2, "new", 5)
+
+
+def test_stage1_protocol_restarts_from_dino_and_clusters_with_the_last_round(smoke_corpus, smoke_dino, tmp_path,
+                                                                            monkeypatch):
+    """init="stage1" (loss-gated learning's public code): every round clusters with the previous
+    round's model, then trains the stage-1 (DINO) model again with a fresh head."""
+    import torch
+
+    dino_state = {k: v.clone() for k, v in dino.load_teacher_backbone(smoke_dino, "cpu").state_dict().items()}
+    started, embedded = [], []
+    real_fit, real_embed = iterative.fit, iterative._embed
+
+    def spy_fit(cfg, run, model, *a, **kw):
+        started.append(({k: v.clone() for k, v in model.backbone.state_dict().items()},
+                        model.head.weight.detach().clone()))
+        out = real_fit(cfg, run, model, *a, **kw)
+        trained.append({k: v.clone() for k, v in out[0].state_dict().items()})
+        return out
+
+    def spy_embed(model, *a, **kw):
+        embedded.append({k: v.clone() for k, v in model.state_dict().items()})
+        return real_embed(model, *a, **kw)
+
+    trained = []
+    monkeypatch.setattr(iterative, "fit", spy_fit)
+    monkeypatch.setattr(iterative, "_embed", spy_embed)
+    cfg = iterative.IterativeConfig.profile("smoke", corpus=str(smoke_corpus), device="cpu", max_steps_per_epoch=2,
+                                            run_dir=str(tmp_path / "it"), dino_run=str(smoke_dino), epochs=1,
+                                            init="stage1")
+    res = iterative.train(cfg, progress=False)
+    assert res["init"] == "stage1" and res["round"] == 2
+    same = lambda a, b: a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # both rounds start from the DINO backbone, not from the previous round's model
+    assert len(started) == 2 and all(same(s[0], dino_state) for s in started)
+    assert not same(trained[0], dino_state)
+    # round 1 clusters with DINO, round 2 with round 1's trained model
+    assert same(embedded[0], dino_state) and same(embedded[1], trained[0])
+    # a fresh head each round (different seeds), not k-means centroids of the starting model
+    assert not torch.equal(started[0][1], started[1][1])

@@ -2,9 +2,17 @@
 
 Round ``r``: embed every training utterance with the current model (round 1: the teacher
 backbone of a DINO run), spherical k-means into ``k`` clusters, train a classifier
-(AAM-softmax, s 32, m 0.2) on the cluster ids - a NEW encoder (``init="new"``, the paper) or
-the current one fine-tuned (``init="finetune"``, what FEASIBILITY.md tried) - then evaluate it;
-its backbone is the next round's model. ``loss_gates`` (one per round, or empty) keeps only
+(AAM-softmax, s 32, m 0.2) on the cluster ids, then evaluate it; its backbone is the next
+round's model. Three protocols say what each round trains (``init``):
+
+* ``"new"``: a NEW randomly initialised encoder and head each round (Cai, Wang, Li, ICASSP 2021);
+* ``"finetune"``: the current model fine-tuned, its head initialised from the k-means centroids
+  of its own embeddings (what FEASIBILITY.md tried);
+* ``"stage1"``: the stage-1 (DINO) model again each round, with a fresh randomly initialised
+  head: the loss-gated-learning public code's protocol (TaoRuijie/Loss-Gated-Learning, Stage 2,
+  which loads the stage-1 model into a new trainer every round and clusters with the previous
+  round's best model).
+ ``loss_gates`` (one per round, or empty) keeps only
 samples whose CE is under the round's gate (loss-gated learning).
 
 Each round logs ``{"stage": "iterative", "round", "eval", "pseudo_labels" (NMI, purity,
@@ -33,10 +41,14 @@ from .run import RunDir
 log = logging.getLogger("ssrl_lab.train.iterative")
 
 
+#: how each round's network starts (module docstring)
+INITS = ("new", "finetune", "stage1")
+
+
 @dataclasses.dataclass
 class IterativeConfig(ClassifierConfig):
     """``dino_run``: the DINO run directory whose teacher starts round 1; ``rounds``; ``k``
-    clusters; ``init`` "new" | "finetune"; ``loss_gates`` (per round; empty = no gate);
+    clusters; ``init`` "new" | "finetune" | "stage1"; ``loss_gates`` (per round; empty = no gate);
     ``kmeans_iter``; ``kmeans_backend`` ("auto" = faiss-gpu, else torch on the training GPU, else
     faiss on the CPU); ``embed_chunk_s`` / ``embed_max_len_s`` (how training utterances are embedded
     for clustering: fixed-length chunks batch well on CPU; None = whole utterances)."""
@@ -57,7 +69,7 @@ class IterativeConfig(ClassifierConfig):
         check(self.k >= 2, f"k must be >= 2, got {self.k}")
         check(self.kmeans_backend in KMEANS_BACKENDS,
               f"kmeans_backend must be one of {KMEANS_BACKENDS}, got {self.kmeans_backend!r}")
-        check(self.init in ("new", "finetune"), f"init must be 'new' or 'finetune', got {self.init!r}")
+        check(self.init in INITS, f"init must be one of {', '.join(INITS)}, got {self.init!r}")
         check(not self.loss_gates or len(self.loss_gates) >= self.rounds,
               f"loss_gates has {len(self.loss_gates)} values for {self.rounds} rounds (give one per round or none)")
         check(all(g > 0 for g in self.loss_gates), f"loss_gates must be > 0, got {self.loss_gates}")
@@ -162,6 +174,8 @@ def train(cfg: IterativeConfig, *, resume: bool = False, progress: bool = True,
                      report["purity"], k_info["n_used"])
         if cfg.init == "new":
             backbone = new_backbone(cfg, cfg.seed + 7919 * r)
+        elif cfg.init == "stage1":
+            backbone = load_teacher_backbone(cfg.dino_run, device)
         else:
             backbone = copy.deepcopy(current)
         seed_everything(cfg.seed + 7919 * r)  # the AAM head's initialisation draws from the global generator
