@@ -7,7 +7,9 @@
      "seconds": {"random": ..., "dino": ..., ..., "total": ...},
      "ordering": [{"claim": "DINO better than random", "holds": true, "eer": [a, b], ...}, ...]}
 
-EER values are percentages (5.0 = 5 %). An iterative run contributes ``iterative_r1`` (its
+EER values are percentages (5.0 = 5 %). ``dev_eer`` / ``dev_eer_all_pairs`` (and the dev minDCFs)
+are the same metrics on the corpus's dev split, the split settings are chosen on; they are left out
+for runs on a corpus without one. An iterative run contributes ``iterative_r1`` (its
 ``results_round1.json``) and ``iterative_rN`` (its ``results.json``, the last round; ``round``
 says which); a run with ``init="finetune"`` (each round fine-tunes the current model rather than
 training a new encoder) is named ``iterative_finetune_r1`` / ``iterative_finetune_rN``, so both
@@ -29,7 +31,8 @@ from .runs import RunError, open_run
 from .utils.io import atomic_write_json, atomic_write_text
 
 FIELDS = ("eer", "eer_all_pairs", "mindcf_0.01", "mindcf_0.05", "mindcf_0.01_all_pairs", "mindcf_0.05_all_pairs",
-          "n_trials", "n_pairs", "epochs", "seconds", "evaluated", "round")
+          "n_trials", "n_pairs", "dev_eer", "dev_eer_all_pairs", "dev_mindcf_0.01", "dev_mindcf_0.05",
+          "epochs", "seconds", "evaluated", "round")
 ORDER = ("random", "dino", "iterative_r1", "iterative_rN", "iterative_finetune_r1", "iterative_finetune_rN", "ssrl",
          "supervised")
 #: (claim, better system, worse system)
@@ -119,11 +122,13 @@ def _mark(h: bool | None) -> str:
 def to_markdown(summary: Mapping[str, Any]) -> str:
     """A results table, the ordering checks and the compute spent."""
     lines = ["# Results", "",
-             "| system | EER % (trials) | EER % (all pairs) | minDCF 0.01 | minDCF 0.05 | seconds | evaluated |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+             "| system | EER % (trials) | EER % (all pairs) | dev EER % (trials) | dev EER % (all pairs) | minDCF 0.01 "
+             "| minDCF 0.05 | seconds | evaluated |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for name, r in summary["systems"].items():
         label = f"{name} (round {r['round']})" if name.endswith("_rN") and "round" in r else name
         lines.append(f"| {label} | {_num(r.get('eer'), '.2f')} | {_num(r.get('eer_all_pairs'), '.2f')} | "
+                     f"{_num(r.get('dev_eer'), '.2f')} | {_num(r.get('dev_eer_all_pairs'), '.2f')} | "
                      f"{_num(r.get('mindcf_0.01'), '.3f')} | {_num(r.get('mindcf_0.05'), '.3f')} | "
                      f"{_num(r.get('seconds'), '.0f')} | {r.get('evaluated', '')} |")
     lines += ["", "## Expected ordering", "",

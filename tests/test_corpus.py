@@ -102,3 +102,68 @@ def test_write_whole_spec_mapping(tmp_path, write_wave, tone):
     assert open_corpus(d).name == "w"
     with pytest.raises(CorpusError, match="missing"):
         write_corpus_json(d, {"name": "x"})
+
+
+def _add_dev(d, write_wave, tone, speakers=("s3", "s4")):
+    rows = []
+    for i, spk in enumerate(speakers * 2):
+        rel = f"dev/{spk}/u{i}.flac"
+        write_wave(d / rel, tone(0.2 + 0.05 * i), 16000)
+        rows.append((rel, spk, f"dsess{i}", rel, 0.2 + 0.05 * i))
+    dev = UtteranceTable.from_rows(rows)
+    dev.save(d / "dev.tsv")
+    write_trials(d / "dev_trials.txt", dev, [1, 0, 0], [0, 0, 1], [2, 1, 2])
+    return dev
+
+
+def test_optional_dev_split(tmp_path, write_wave, tone, voxceleb_tree, caplog):
+    d = _table_corpus(tmp_path, write_wave, tone)
+    write_corpus_json(d, "nodev", "train.tsv", "test.tsv", "trials.txt")
+    c = open_corpus(d)
+    assert c.dev is None and c.dev_trials is None and "dev" not in c.summary()
+    _add_dev(d, write_wave, tone)
+    write_corpus_json(d, "dev", "train.tsv", "test.tsv", "trials.txt", dev_spec="dev.tsv", dev_trials="dev_trials.txt")
+    spec = json.loads((d / "corpus.json").read_text())
+    assert spec["dev"] == {"format": "table", "path": "dev.tsv"} and spec["dev_trials"] == "dev_trials.txt"
+    c = open_corpus(d)
+    assert len(c.dev) == 4 and set(c.dev.speaker) == {"s3", "s4"} and c.dev.path[0] == str((d / "dev/s3/u0.flac").resolve())
+    np.testing.assert_array_equal(c.dev_trials.label, [1, 0, 0])
+    assert c.summary()["dev_trials"] == 3 and c.dev_trial_report.ok
+    # a dev table without a trial list (scored on all pairs only); a VoxCeleb tree as dev
+    write_corpus_json(d, {k: v for k, v in spec.items() if k != "dev_trials"})
+    assert open_corpus(d).dev is not None and open_corpus(d).dev_trials is None
+    root, utts = voxceleb_tree(root=tmp_path / "vox", n_speakers=2, n_videos=1, n_utts=2, exts=("wav",))
+    write_corpus_json(d, "voxdev", "train.tsv", "test.tsv", "trials.txt", dev_spec=str(root))
+    c = open_corpus(d)
+    assert c.spec["dev"]["format"] == "voxceleb" and c.dev.utt_id == utts
+    # refused: dev trials without dev, dev sharing speakers or files with test, trials naming non-dev files
+    with pytest.raises(CorpusError, match="dev_trials needs dev_spec"):
+        write_corpus_json(d, "x", "train.tsv", "test.tsv", dev_trials="dev_trials.txt")
+    with pytest.raises(CorpusError, match="unknown key"):
+        write_corpus_json(d, "x", "train.tsv", "test.tsv", dev="dev.tsv")
+    base = {"name": "x", "train": {"format": "table", "path": "train.tsv"},
+            "test": {"format": "table", "path": "test.tsv"}, "trials": "trials.txt"}
+    (d / "corpus.json").write_text(json.dumps({**base, "dev_trials": "dev_trials.txt"}))
+    with pytest.raises(CorpusError, match="'dev_trials' given without a 'dev'"):
+        open_corpus(d)
+    (d / "corpus.json").write_text(json.dumps({**base, "dev": {"format": "table", "path": "test.tsv"}}))
+    with pytest.raises(CorpusError, match="dev and test share 2 speaker"):
+        open_corpus(d)
+    _add_dev(d, write_wave, tone, speakers=("s1", "s5"))
+    (d / "corpus.json").write_text(json.dumps({**base, "dev": {"format": "table", "path": "dev.tsv"}}))
+    with pytest.raises(CorpusError, match="share 1 speaker"):
+        open_corpus(d)
+    _add_dev(d, write_wave, tone, speakers=("s5", "s6"))
+    (d / "dev_trials.txt").write_text("1 dev/s5/u0.flac test/s1/u2.flac\n")
+    (d / "corpus.json").write_text(json.dumps({**base, "dev": {"format": "table", "path": "dev.tsv"},
+                                               "dev_trials": "dev_trials.txt"}))
+    with pytest.raises(TrialError, match="test/s1/u2.flac"):
+        open_corpus(d)
+    (d / "dev_trials.txt").write_text("1 dev/s5/u0.flac dev/s5/u2.flac\n")
+    assert len(open_corpus(d).dev_trials) == 1
+    UtteranceTable.from_rows([("dev/s5/u0.flac", "s5", "x", "dev/s5/u0.flac", 0.2)]).save(d / "train5.tsv")
+    (d / "corpus.json").write_text(json.dumps({**base, "train": {"format": "table", "path": "train5.tsv"},
+                                               "dev": {"format": "table", "path": "dev.tsv"}}))
+    caplog.set_level("WARNING", logger="ssrl_lab.data.corpus")
+    assert open_corpus(d).dev_trials is None  # s5 is a training speaker too: allowed, logged
+    assert "1 dev speaker(s) also appear in the training table" in caplog.text

@@ -65,3 +65,14 @@ def test_finetuned_iterative_run_is_a_separate_baseline(tmp_path):
     md = summary.to_markdown(s)
     assert "| iterative_finetune_rN (round 2) | 6.50 | 6.60 |" in md
     assert "| SSRL better than fine-tuned iterative round N | NO | NO |" in md
+
+
+def test_dev_eer_beside_test_eer(tmp_path):
+    s = summary.collect([_run(tmp_path / "ssrl", "ssrl", 7.0, 7.2, 30.0, dev_eer=6.5, dev_eer_all_pairs=6.75,
+                              dev_n_trials=None),
+                         _run(tmp_path / "dino", "dino", 9.0, 9.5, 10.0)])  # a corpus without dev
+    assert s["systems"]["ssrl"]["dev_eer"] == 6.5 and "dev_n_trials" not in s["systems"]["ssrl"]
+    assert "dev_eer" not in s["systems"]["dino"]
+    md = summary.to_markdown(s)
+    assert "| dev EER % (trials) | dev EER % (all pairs) |" in md
+    assert "| ssrl | 7.00 | 7.20 | 6.50 | 6.75 | 0.900 |" in md and "| dino | 9.00 | 9.50 | - | - | 0.900 |" in md

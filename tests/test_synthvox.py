@@ -14,16 +14,36 @@ from ssrl_lab.data import espeak, synthvox
 from ssrl_lab.data.table import UtteranceTable
 
 
-def _hashes(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*.flac"))}
+def _hashes(root: Path, splits=("train", "test", "dev")) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for split in splits for p in sorted((root / split).rglob("*.flac"))}
+
+
+def _file_hashes(root: Path, names) -> dict[str, str]:
+    """sha256 of files and folders (every file below) under ``root``, with ``root`` itself written out
+    of the text so that two builds in different places compare."""
+    out = {}
+    for name in names:
+        p = root / name
+        for f in sorted(p.rglob("*")) if p.is_dir() else [p]:
+            if f.is_file():
+                data = f.read_bytes()
+                if f.suffix in (".tsv", ".txt", ".json"):
+                    data = data.replace(str(root).encode(), b"<root>")
+                out[str(f.relative_to(root))] = hashlib.sha256(data).hexdigest()
+    return out
+
+
+TRAIN_TEST_FILES = ("train", "test", "train.tsv", "test.tsv", "trials.txt", "speakers.json")
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    """The smoke corpus built twice (2 workers, then 1 worker) with the same seed."""
+    """The smoke corpus built twice with the same seed: with its dev split (2 workers), and
+    without it (``dev=False``, 1 worker)."""
     base = tmp_path_factory.mktemp("synthvox")
     a = synthvox.build_synthvox(base / "a", "smoke", seed=3, workers=2)
-    b = synthvox.build_synthvox(base / "b", "smoke", seed=3, workers=1)
+    b = synthvox.build_synthvox(base / "b", "smoke", seed=3, workers=1, dev=False)
     return a, b
 
 
@@ -50,12 +70,92 @@ def test_espeak_binding_non_silent_for_several_voices():
 
 
 def test_same_seed_gives_byte_identical_audio(built):
+    """Same seed, other worker count, with and without the dev split: the same train and test."""
     a, b = built
-    ha, hb = _hashes(a), _hashes(b)
+    ha, hb = _hashes(a, ("train", "test")), _hashes(b, ("train", "test"))
     assert len(ha) == 8 * 6 + 6 * 8
     assert ha == hb
     for name in ("train.tsv", "test.tsv", "trials.txt", "speakers.json"):
         assert (a / name).read_text().replace(str(a), "") == (b / name).read_text().replace(str(b), ""), name
+    assert _file_hashes(a, TRAIN_TEST_FILES) == _file_hashes(b, TRAIN_TEST_FILES)
+
+
+def test_dev_split_disjoint_with_its_own_trials(built):
+    root, _ = built
+    assert synthvox.has_dev_split(root)
+    spec = json.loads((root / "corpus.json").read_text())
+    assert spec["dev"] == {"format": "table", "path": "dev.tsv"} and spec["dev_trials"] == "dev_trials.txt"
+    train, test, dev = (UtteranceTable.load(root / f"{s}.tsv") for s in ("train", "test", "dev"))
+    prof = synthvox.PROFILES["smoke"]
+    assert len(set(dev.speaker)) == prof.dev_speakers and len(dev) == prof.dev_speakers * prof.dev_utts
+    assert not set(dev.speaker) & set(train.speaker) and not set(dev.speaker) & set(test.speaker)
+    for u, spk, p in zip(dev.utt_id, dev.speaker, dev.path):
+        assert u.split("/")[0] == spk and Path(p) == root / "dev" / u and Path(p).is_file()
+    sess = {s: {x for x, y in zip(dev.session, dev.speaker) if y == s} for s in set(dev.speaker)}
+    assert all(len(v) == prof.dev_sessions for v in sess.values())
+    # distinct voices: no dev voice repeats a train or test voice
+    key = ("base", "variant", "pitch", "pitch_range", "rate", "warp")
+    voices = [tuple(v[k] for k in key) for v in json.loads((root / "speakers.json").read_text())["speakers"]]
+    dev_info = json.loads((root / "dev_speakers.json").read_text())["speakers"]
+    assert {v["name"] for v in dev_info} == set(dev.speaker) and all(v["split"] == "dev" for v in dev_info)
+    assert not {tuple(v[k] for k in key) for v in dev_info} & set(voices)
+    # the same generation recipe: durations in the profile's range, audible, 16 kHz
+    assert np.all(dev.duration >= prof.min_dur - 1e-3) and np.all(dev.duration <= prof.max_dur + 1e-3)
+    wave, sr = sf.read(dev.path[0], dtype="float32")
+    assert sr == 16000 and np.sqrt(np.mean(wave**2)) > 1e-3
+    # its own trial list, built like the test one: balanced, valid, no duplicates
+    idx = dev.lookup()
+    lines = (root / "dev_trials.txt").read_text().splitlines()
+    labels = [int(line.split()[0]) for line in lines]
+    assert len({frozenset(line.split()[1:]) for line in lines}) == len(lines) == min(prof.n_dev_trials, 120)
+    assert sum(labels) == len(lines) // 2
+    for line in lines:
+        lab, x, y = line.split()
+        assert int(lab) == int(dev.speaker[idx[x]] == dev.speaker[idx[y]])
+    counts = json.loads((root / "build.json").read_text())["counts"]
+    assert counts["dev_utterances"] == len(dev) and counts["dev_trials"] == len(lines)
+    from ssrl_lab.data.corpus import open_corpus
+
+    c = open_corpus(root)
+    assert len(c.dev) == len(dev) and len(c.dev_trials) == len(lines) and c.summary()["dev_trials"] == len(lines)
+
+
+def test_dev_split_added_in_place_leaves_train_and_test_untouched(built, monkeypatch):
+    """A corpus built without dev gains it in place: train and test byte-identical before and
+    after, the dev split identical to that of a build made with it; a failed extension leaves the
+    corpus as it was."""
+    a, b = built
+    assert not synthvox.has_dev_split(b) and "dev" not in json.loads((b / "corpus.json").read_text())
+    from ssrl_lab.data.corpus import open_corpus
+
+    assert open_corpus(b).dev is None and open_corpus(b).dev_trials is None
+    before = _file_hashes(b, TRAIN_TEST_FILES)
+    mtimes = {p: p.stat().st_mtime_ns for p in (b / "train").rglob("*.flac")}
+    corpus_before = (b / "corpus.json").read_bytes()
+
+    def interrupted(*args, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(synthvox, "_synthesise", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        synthvox.build_synthvox(b, "smoke", seed=3)
+    monkeypatch.undo()
+    assert (b / "corpus.json").read_bytes() == corpus_before and not synthvox.has_dev_split(b)
+    assert not list(b.parent.glob("b.dev-tmp-*")), "temporary dev directory left behind"
+    # leftovers of an earlier interrupted extension (not named by corpus.json) are replaced
+    (b / "dev" / "junk").mkdir(parents=True)
+    (b / "dev.tsv").write_text("junk\n")
+    assert synthvox.main(["--profile", "smoke", "--out", str(b), "--seed", "3"]) == 0
+    assert synthvox.has_dev_split(b) and not (b / "dev" / "junk").exists()
+    assert _file_hashes(b, TRAIN_TEST_FILES) == before
+    assert {p: p.stat().st_mtime_ns for p in (b / "train").rglob("*.flac")} == mtimes
+    dev_files = ("dev", "dev.tsv", "dev_trials.txt", "dev_speakers.json", "corpus.json")
+    assert _file_hashes(b, dev_files) == _file_hashes(a, dev_files)
+    build = json.loads((b / "build.json").read_text())
+    assert build["dev_seconds"] > 0 and build["counts"]["dev_utterances"] == 24
+    assert not list(b.parent.glob("b.dev-tmp-*"))
+    # a second run has nothing to do; --no-dev never removes a dev split
+    assert synthvox.build_synthvox(b, "smoke", seed=3, dev=False) == b and synthvox.has_dev_split(b)
 
 
 def test_layout_tables_and_speakers(built):
@@ -79,7 +179,7 @@ def test_layout_tables_and_speakers(built):
         assert min(len(v) for v in sessions_per_speaker.values()) >= 3
     info = json.loads((root / "speakers.json").read_text())
     names = {s["name"]: s for s in info["speakers"]}
-    assert set(names) == set(train.speaker) | set(test.speaker)
+    assert set(names) == set(train.speaker) | set(test.speaker)  # dev voices: dev_speakers.json
     assert all(names[s]["split"] == "train" for s in set(train.speaker))
     assert {s["gender"] for s in info["speakers"]} <= {"male", "female", "unknown"}
     build = json.loads((root / "build.json").read_text())

@@ -1,11 +1,18 @@
-"""A corpus: a training table, a test table and the test trials, described by ``corpus.json``.
+"""A corpus: a training table, a test table and the test trials, described by ``corpus.json``;
+optionally a dev table (and its trials) for choosing settings without looking at the test split.
 
 ``<dir>/corpus.json``::
 
     {"name": "synthvox-demo",
      "train": {"format": "table", "path": "train.tsv"},
      "test":  {"format": "voxceleb", "path": "/data/voxceleb1/test/wav"},
-     "trials": "trials.txt"}
+     "trials": "trials.txt",
+     "dev": {"format": "table", "path": "dev.tsv"},      (optional)
+     "dev_trials": "dev_trials.txt"}                     (optional; needs "dev")
+
+``dev`` takes any spec ``train`` / ``test`` take. Its speakers must not be test speakers (checked
+by name when both tables know their speakers); sharing speakers with the training table is
+allowed but logged. Without ``dev_trials`` a dev split is scored on all its pairs only.
 
 Formats: ``table`` (an :class:`UtteranceTable` TSV; relative audio paths in it resolve against
 the TSV's folder), ``voxceleb`` (a ``<speaker>/<video>/<file>`` tree, see
@@ -17,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any, Mapping
@@ -30,7 +38,9 @@ CORPUS_FILE = "corpus.json"
 FORMATS = ("table", "voxceleb", "kaldi")
 _SPEC_KEYS = {"table": {"format", "path"}, "voxceleb": {"format", "path", "cache", "cache_dir"},
               "kaldi": {"format", "path", "root"}}
-_TOP_KEYS = {"name", "train", "test", "trials", "description", "version", "meta"}
+_TOP_KEYS = {"name", "train", "test", "trials", "dev", "dev_trials", "description", "version", "meta"}
+
+log = logging.getLogger("ssrl_lab.data.corpus")
 
 
 class CorpusError(ValueError):
@@ -46,10 +56,17 @@ class Corpus:
     trials: TrialList
     trial_report: TrialReport | None = None
     spec: dict = dataclasses.field(default_factory=dict)
+    dev: UtteranceTable | None = None  # None: the corpus has no dev split
+    dev_trials: TrialList | None = None  # None: no dev trial list (dev scored on all pairs only)
+    dev_trial_report: TrialReport | None = None
 
     def summary(self) -> dict:
-        return {"name": self.name, "root": str(self.root), "train": self.train.summary(),
-                "test": self.test.summary(), "trials": len(self.trials), "target_trials": self.trials.n_target}
+        out = {"name": self.name, "root": str(self.root), "train": self.train.summary(),
+               "test": self.test.summary(), "trials": len(self.trials), "target_trials": self.trials.n_target}
+        if self.dev is not None:
+            out["dev"] = self.dev.summary()
+            out["dev_trials"] = None if self.dev_trials is None else len(self.dev_trials)
+        return out
 
 
 def _resolve(base: Path, p: str) -> Path:
@@ -127,16 +144,41 @@ def open_corpus(path, on_missing: str = "error", cache: bool = True) -> Corpus:
     unknown = sorted(set(spec) - _TOP_KEYS)
     if unknown:
         raise CorpusError(f"{cfile}: unknown key(s) {unknown}; valid: {sorted(_TOP_KEYS)}")
+    if "dev_trials" in spec and "dev" not in spec:
+        raise CorpusError(f"{cfile}: 'dev_trials' given without a 'dev' table")
     root = root.resolve()
     try:
         train = read_spec(spec["train"], root, "train", cache)
         test = read_spec(spec["test"], root, "test", cache)
+        dev = read_spec(spec["dev"], root, "dev", cache) if "dev" in spec else None
     except CorpusError as e:
         raise CorpusError(f"{cfile}: {e}") from None
-    if not isinstance(spec["trials"], str):
-        raise CorpusError(f"{cfile}: 'trials' must be a path string")
+    for key in ("trials", "dev_trials"):
+        if key in spec and not isinstance(spec[key], str):
+            raise CorpusError(f"{cfile}: {key!r} must be a path string")
     trials, report = parse_trials(_resolve(root, spec["trials"]), test, on_missing=on_missing)
-    return Corpus(str(spec["name"]), root, train, test, trials, report, spec)
+    dev_trials = dev_report = None
+    if dev is not None:
+        _check_dev_speakers(cfile, dev, train, test)
+        if "dev_trials" in spec:
+            dev_trials, dev_report = parse_trials(_resolve(root, spec["dev_trials"]), dev, on_missing=on_missing)
+    return Corpus(str(spec["name"]), root, train, test, trials, report, spec, dev, dev_trials, dev_report)
+
+
+def _check_dev_speakers(cfile: Path, dev: UtteranceTable, train: UtteranceTable, test: UtteranceTable) -> None:
+    """Refuse a dev table sharing speakers or files with the test table; log overlap with train."""
+    dev_spk = {s for s in dev.speaker if s is not None}
+    shared_test = sorted(dev_spk & {s for s in test.speaker if s is not None})
+    if shared_test:
+        raise CorpusError(f"{cfile}: dev and test share {len(shared_test)} speaker(s) ({', '.join(shared_test[:5])}"
+                          f"{' ...' if len(shared_test) > 5 else ''}); settings chosen on such a dev split would be "
+                          "chosen on test speakers")
+    shared_files = set(dev.path) & set(test.path)
+    if shared_files:
+        raise CorpusError(f"{cfile}: dev and test share {len(shared_files)} audio file(s), e.g. {sorted(shared_files)[0]}")
+    shared_train = dev_spk & {s for s in train.speaker if s is not None}
+    if shared_train:
+        log.warning("%s: %d dev speaker(s) also appear in the training table", cfile, len(shared_train))
 
 
 def _spec(spec, base: Path, role: str) -> dict:
@@ -163,13 +205,15 @@ def _spec(spec, base: Path, role: str) -> dict:
     return out
 
 
-def write_corpus_json(dir, name, train_spec=None, test_spec=None, trials="trials.txt", **extra) -> Path:
+def write_corpus_json(dir, name, train_spec=None, test_spec=None, trials="trials.txt", dev_spec=None,
+                      dev_trials=None, **extra) -> Path:
     """Write ``<dir>/corpus.json`` atomically (validated) and return its path.
 
-    ``train_spec`` / ``test_spec``: a ``{"format", "path", ...}`` dict or a path (``.tsv`` ->
-    table, a dir with ``wav.scp`` -> kaldi, another dir -> voxceleb); relative paths are kept
-    relative to ``dir``. ``extra``: ``description``, ``version``, ``meta``. ``name`` may also be
-    a whole corpus.json mapping (``write_corpus_json(dir, {"name": ..., "train": ..., ...})``).
+    ``train_spec`` / ``test_spec`` / ``dev_spec`` (optional): a ``{"format", "path", ...}`` dict or
+    a path (``.tsv`` -> table, a dir with ``wav.scp`` -> kaldi, another dir -> voxceleb); relative
+    paths are kept relative to ``dir``. ``dev_trials``: the dev trial list (needs ``dev_spec``).
+    ``extra``: ``description``, ``version``, ``meta``. ``name`` may also be a whole corpus.json
+    mapping (``write_corpus_json(dir, {"name": ..., "train": ..., ...})``).
     """
     d = Path(dir)
     if isinstance(name, Mapping):
@@ -180,14 +224,24 @@ def write_corpus_json(dir, name, train_spec=None, test_spec=None, trials="trials
                               "and no separate train_spec/test_spec")
         name, train_spec, test_spec = whole.pop("name"), whole.pop("train"), whole.pop("test")
         trials = whole.pop("trials", trials)
+        dev_spec = whole.pop("dev", dev_spec)
+        dev_trials = whole.pop("dev_trials", dev_trials)
         extra = {**whole, **extra}
     if train_spec is None or test_spec is None:
         raise CorpusError("write_corpus_json: train_spec and test_spec are required")
-    unknown = sorted(set(extra) - _TOP_KEYS)
+    if dev_trials is not None and dev_spec is None:
+        raise CorpusError("write_corpus_json: dev_trials needs dev_spec (the dev table)")
+    unknown = sorted(set(extra) - {"description", "version", "meta"})
     if unknown:
-        raise CorpusError(f"write_corpus_json: unknown key(s) {unknown}; valid extras: description, version, meta")
+        raise CorpusError(f"write_corpus_json: unknown key(s) {unknown}; valid extras: description, version, meta "
+                          "(the dev split: dev_spec=, dev_trials=)")
     obj = {"name": str(name), "train": _spec(train_spec, d, "train"), "test": _spec(test_spec, d, "test"),
-           "trials": str(trials), **extra}
+           "trials": str(trials)}
+    if dev_spec is not None:
+        obj["dev"] = _spec(dev_spec, d, "dev")
+    if dev_trials is not None:
+        obj["dev_trials"] = str(dev_trials)
+    obj.update(extra)
     return atomic_write_json(d / CORPUS_FILE, obj)
 
 

@@ -14,9 +14,20 @@ Layout (``DIR``)::
 
     train/sv0001/sess01/00001.flac ...   16 kHz mono flac
     test/sv0201/sess01/00001.flac ...
-    train.tsv, test.tsv                  UtteranceTable (utt_id relative to the split root)
+    dev/sv0241/sess01/00001.flac ...     the dev split (for choosing settings; never the test split)
+    train.tsv, test.tsv, dev.tsv         UtteranceTable (utt_id relative to the split root)
     trials.txt                           VoxCeleb format "1 enroll test" over test speakers only
-    corpus.json, speakers.json, build.json
+    dev_trials.txt                       the same construction over dev speakers only
+    corpus.json, speakers.json (train and test voices), dev_speakers.json, build.json
+
+The dev split: speakers disjoint from train and test (their own voices and ids, numbered after
+the test speakers), made by the same recipe as the test split (sessions, channels, durations) with
+a trial list built the same way. It never changes the train and test split: every draw is keyed by
+the speaker's global index (dev indices follow the test ones, so no dev draw shares a seed sequence
+with a train or test draw), dev trials use their own stream, and the dev split is synthesised after
+train and test. So a corpus built without it (``--no-dev``, or by an older ssrl-lab) is extended in
+place by running the same command again: the dev files are written to a temporary directory, moved
+in, and ``corpus.json`` (the commit point) is rewritten last; train and test files stay untouched.
 
 Difficulty (``--difficulty X``, 0 <= X <= 3, default 1):
 
@@ -34,7 +45,7 @@ session, utterance), and espeak runs in a child forked from a pristine process p
 whatever the number of workers or their order.
 
 CLI: ``python -m ssrl_lab.data.synthvox --profile {smoke,demo,bench} --out DIR [--seed N]
-[--difficulty X] [--workers N] [--force]``. Python: :func:`build_synthvox`.
+[--difficulty X] [--workers N] [--force] [--no-dev]``. Python: :func:`build_synthvox`.
 """
 from __future__ import annotations
 
@@ -85,12 +96,19 @@ class SynthVoxProfile(Config):
     max_dur: float = 8.0
     mean_dur: float = 5.5
     n_trials: int = 8000
+    dev_speakers: int = 40  # 0: no dev split
+    dev_sessions: int = 4
+    dev_utts: int = 20
+    n_dev_trials: int = 8000
 
     def validate(self) -> None:
         check(self.train_speakers >= 2, f"train_speakers={self.train_speakers}: need at least 2")
         check(self.test_speakers >= 2, f"test_speakers={self.test_speakers}: need at least 2 (trials need non-targets)")
-        check(self.train_speakers + self.test_speakers <= 9999, "at most 9999 speakers (names are sv0001..sv9999)")
-        for split in ("train", "test"):
+        check(self.dev_speakers == 0 or self.dev_speakers >= 2,
+              f"dev_speakers={self.dev_speakers}: 0 (no dev split) or at least 2 (trials need non-targets)")
+        check(self.train_speakers + self.test_speakers + self.dev_speakers <= 9999,
+              "at most 9999 speakers (names are sv0001..sv9999)")
+        for split in ("train", "test") + (("dev",) if self.dev_speakers else ()):
             sess, utts = getattr(self, f"{split}_sessions"), getattr(self, f"{split}_utts")
             check(sess >= 3, f"{split}_sessions={sess}: every speaker needs at least 3 sessions")
             check(utts >= sess, f"{split}_utts={utts} must be >= {split}_sessions={sess}")
@@ -99,12 +117,13 @@ class SynthVoxProfile(Config):
         check(self.min_dur < self.mean_dur < self.max_dur, f"mean_dur={self.mean_dur} must lie in "
               f"({self.min_dur}, {self.max_dur})")
         check(self.n_trials >= 2, f"n_trials={self.n_trials}: need at least 2")
+        check(self.n_dev_trials >= 2, f"n_dev_trials={self.n_dev_trials}: need at least 2")
 
 
 PROFILES: dict[str, SynthVoxProfile] = {
-    "smoke": SynthVoxProfile("smoke", 8, 3, 6, 6, 3, 8, 2.0, 3.0, 2.5, 200),
-    "demo": SynthVoxProfile("demo", 200, 3, 24, 40, 4, 20, 4.0, 8.0, 5.5, 8000),
-    "bench": SynthVoxProfile("bench", 1000, 4, 20, 100, 4, 20, 4.0, 8.0, 5.5, 20000),
+    "smoke": SynthVoxProfile("smoke", 8, 3, 6, 6, 3, 8, 2.0, 3.0, 2.5, 200, 4, 3, 6, 120),
+    "demo": SynthVoxProfile("demo", 200, 3, 24, 40, 4, 20, 4.0, 8.0, 5.5, 8000, 40, 4, 20, 8000),
+    "bench": SynthVoxProfile("bench", 1000, 4, 20, 100, 4, 20, 4.0, 8.0, 5.5, 20000, 100, 4, 20, 20000),
 }
 
 
@@ -515,28 +534,43 @@ def make_trials(table: UtteranceTable, n_trials: int, rng: np.random.Generator) 
 # ------------------------------------------------------------------------------------------
 # Build
 # ------------------------------------------------------------------------------------------
+#: the files of the dev split (besides ``corpus.json`` naming them and ``build.json`` counting them)
+DEV_FILES = ("dev", "dev.tsv", "dev_trials.txt", "dev_speakers.json")
+
+
 def _build_params(profile: str, seed: int, difficulty: float) -> dict:
     return {"profile": profile, "seed": int(seed), "difficulty": float(difficulty), "version": VERSION}
 
 
-def _write_corpus_json(root: Path, name: str) -> None:
+def _write_corpus_json(root: Path, name: str, dev: bool = False) -> None:
+    from .corpus import write_corpus_json
+
     train, test = {"format": "table", "path": "train.tsv"}, {"format": "table", "path": "test.tsv"}
     description = "SynthVox: synthetic espeak-ng speakers in the VoxCeleb layout (ssrl_lab.data.synthvox)"
-    try:  # the corpus module's validated writer (same schema)
-        from .corpus import write_corpus_json
-    except ImportError:  # pragma: no cover - corpus.py is part of the package
-        atomic_write_json(root / "corpus.json", {"name": name, "train": train, "test": test,
-                                                 "trials": "trials.txt", "description": description})
-        return
-    write_corpus_json(root, name, train, test, "trials.txt", description=description)
+    extra = {"dev_spec": {"format": "table", "path": "dev.tsv"}, "dev_trials": "dev_trials.txt"} if dev else {}
+    write_corpus_json(root, name, train, test, "trials.txt", description=description, **extra)
+
+
+def has_dev_split(out) -> bool:
+    """Whether the SynthVox corpus in ``out`` holds a complete dev split (named by corpus.json)."""
+    out = Path(out)
+    try:
+        spec = json.loads((out / "corpus.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return (isinstance(spec, dict) and "dev" in spec and "dev_trials" in spec
+            and all((out / name).exists() for name in DEV_FILES))
 
 
 def build_synthvox(out, profile: str = "demo", seed: int = 0, difficulty: float = 1.0,
-                   workers: int | None = None, force: bool = False) -> Path:
+                   workers: int | None = None, force: bool = False, dev: bool = True) -> Path:
     """Build SynthVox into ``out`` (atomically) and return its path.
 
-    An existing ``out`` built with the same (profile, seed, difficulty, version) is left as it is;
-    one built with other parameters is refused unless ``force``.
+    An existing ``out`` built with the same (profile, seed, difficulty, version) is left as it is,
+    except that when ``dev`` is set and it has no dev split, the dev split is added in place
+    (see the module doc: train and test files are not touched). One built with other parameters
+    is refused unless ``force``. ``dev=False`` builds train and test only (byte-identical to the
+    train and test of a build with ``dev``); it never removes an existing dev split.
     """
     if profile not in PROFILES:
         raise ConfigError(f"profile={profile!r}: unknown; choose one of {', '.join(PROFILES)}")
@@ -546,6 +580,7 @@ def build_synthvox(out, profile: str = "demo", seed: int = 0, difficulty: float 
     if workers is not None and workers < 1:
         raise ConfigError(f"workers={workers}: must be >= 1")
     prof = PROFILES[profile]
+    dev = bool(dev and prof.dev_speakers)
     out = Path(out).resolve()
     params = _build_params(profile, seed, diff.level)
     if out.is_dir() and not any(out.iterdir()):
@@ -553,6 +588,9 @@ def build_synthvox(out, profile: str = "demo", seed: int = 0, difficulty: float 
     if out.exists():
         existing = _read_build_params(out)
         if existing == params:
+            if dev and not has_dev_split(out):
+                _add_dev_in_place(out, prof, int(seed), diff, workers)
+                return out
             log.info("SynthVox %s already built with %s: nothing to do", out, params)
             return out
         if not force:
@@ -562,7 +600,7 @@ def build_synthvox(out, profile: str = "demo", seed: int = 0, difficulty: float 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f"{out.name}.tmp-", dir=out.parent))
     try:
-        _build_into(tmp, out, prof, int(seed), diff, workers)
+        _build_into(tmp, out, prof, int(seed), diff, workers, dev)
         counts = json.loads((tmp / "build.json").read_text())["counts"]
         atomic_write_json(tmp / "build.json", {**params, "counts": counts, "seconds": round(time.time() - t0, 2)})
         if out.exists():
@@ -587,8 +625,7 @@ def _read_build_params(out: Path) -> dict | None:
     return {k: info.get(k) for k in ("profile", "seed", "difficulty", "version")}
 
 
-def _build_into(tmp: Path, final: Path, prof: SynthVoxProfile, seed: int, diff: Difficulty,
-                workers: int | None) -> None:
+def _voice_inventory() -> tuple[list[str], list[str], dict[str, str]]:
     from .espeak import ENGLISH_BASES, list_base_voices, list_variants, variant_info
 
     available = set(list_base_voices("en"))
@@ -596,37 +633,69 @@ def _build_into(tmp: Path, final: Path, prof: SynthVoxProfile, seed: int, diff: 
     variants = list_variants(human_only=True)
     if not bases or not variants:
         raise SynthVoxError(f"espeak data lacks English voices ({sorted(available)}) or variants ({variants})")
-    genders = {v: variant_info(v)["gender"] for v in variants}
+    return bases, variants, {v: variant_info(v)["gender"] for v in variants}
 
-    speakers: list[SpeakerVoice] = []
-    jobs: list[_SpeakerJob] = []
-    n_total = prof.train_speakers + prof.test_speakers
-    for i in range(n_total):
-        split = "train" if i < prof.train_speakers else "test"
-        voice = sample_speaker(seed, i, f"sv{i + 1:04d}", split, diff, bases, variants, genders)
-        speakers.append(voice)
-        jobs.append(_SpeakerJob(voice, seed, diff.level, getattr(prof, f"{split}_sessions"),
-                                getattr(prof, f"{split}_utts"), prof, str(tmp / split), str(final / split)))
 
+def _split_ranges(prof: SynthVoxProfile) -> dict[str, range]:
+    """Global speaker indices of each split: train, then test, then dev (names sv<index + 1>)."""
+    a, b = prof.train_speakers, prof.train_speakers + prof.test_speakers
+    return {"train": range(0, a), "test": range(a, b), "dev": range(b, b + prof.dev_speakers)}
+
+
+def _make_jobs(splits, tmp: Path, final: Path, prof: SynthVoxProfile, seed: int,
+               diff: Difficulty) -> tuple[list[SpeakerVoice], list[_SpeakerJob]]:
+    bases, variants, genders = _voice_inventory()
+    speakers, jobs = [], []
+    ranges = _split_ranges(prof)
+    for split in splits:
+        for i in ranges[split]:
+            voice = sample_speaker(seed, i, f"sv{i + 1:04d}", split, diff, bases, variants, genders)
+            speakers.append(voice)
+            jobs.append(_SpeakerJob(voice, seed, diff.level, getattr(prof, f"{split}_sessions"),
+                                    getattr(prof, f"{split}_utts"), prof, str(tmp / split), str(final / split)))
+    return speakers, jobs
+
+
+def _synthesise(jobs: list[_SpeakerJob], workers: int | None) -> dict[str, list[tuple]]:
+    """Run the speaker jobs in a pool of pristine workers; table rows per split, in job order."""
     n_workers = workers or min(2, os.cpu_count() or 1)
-    rows: dict[str, list[tuple]] = {"train": [], "test": []}
+    rows: dict[str, list[tuple]] = {}
     ctx = multiprocessing.get_context("spawn")  # workers start pristine (no inherited espeak or torch state)
-    t0 = time.time()
+    t0, n_total = time.time(), len(jobs)
     with ctx.Pool(n_workers, initializer=_worker_init) as pool:
         for k, (job, res) in enumerate(zip(jobs, pool.imap(_speaker_task, jobs, chunksize=1)), start=1):
-            rows[job.voice.split].extend(res)
+            rows.setdefault(job.voice.split, []).extend(res)
             if k % max(1, n_total // 10) == 0 or k == n_total:
                 log.info("synthvox: %d/%d speakers (%.0f s)", k, n_total, time.time() - t0)
+    return rows
 
-    tables = {split: UtteranceTable.from_rows(r) for split, r in rows.items()}
-    for split, table in tables.items():
-        table.save(tmp / f"{split}.tsv")
+
+def _write_dev_files(tmp: Path, table: UtteranceTable, voices: list[SpeakerVoice], prof: SynthVoxProfile,
+                     seed: int, diff: Difficulty) -> dict:
+    """dev.tsv, dev_trials.txt, dev_speakers.json into ``tmp``; returns the dev counts."""
+    table.save(tmp / "dev.tsv")
+    trials = make_trials(table, prof.n_dev_trials, np.random.default_rng([seed, 5]))  # test trials use [seed, 4]
+    atomic_write_text(tmp / "dev_trials.txt", "".join(f"{lab} {a} {b}\n" for lab, a, b in trials))
+    atomic_write_json(tmp / "dev_speakers.json", {"difficulty": dataclasses.asdict(diff),
+                                                  "speakers": [v.to_dict() for v in voices]})
+    return {"dev_speakers": prof.dev_speakers, "dev_utterances": len(table), "dev_trials": len(trials),
+            "dev_target_trials": sum(t[0] for t in trials),
+            "dev_hours": round(float(table.duration.sum()) / 3600, 3)}
+
+
+def _build_into(tmp: Path, final: Path, prof: SynthVoxProfile, seed: int, diff: Difficulty,
+                workers: int | None, dev: bool = True) -> None:
+    splits = ("train", "test", "dev") if dev else ("train", "test")
+    speakers, jobs = _make_jobs(splits, tmp, final, prof, seed, diff)
+    rows = _synthesise(jobs, workers)
+    tables = {split: UtteranceTable.from_rows(rows.get(split, [])) for split in splits}
+    for split in ("train", "test"):
+        tables[split].save(tmp / f"{split}.tsv")
     trials = make_trials(tables["test"], prof.n_trials, np.random.default_rng([seed, 4]))
     atomic_write_text(tmp / "trials.txt", "".join(f"{lab} {a} {b}\n" for lab, a, b in trials))
-    _write_corpus_json(tmp, f"synthvox-{prof.name}")
     atomic_write_json(tmp / "speakers.json", {
         "difficulty": dataclasses.asdict(diff),
-        "speakers": [v.to_dict() for v in speakers],
+        "speakers": [v.to_dict() for v in speakers if v.split != "dev"],
     })
     counts = {
         "train_speakers": prof.train_speakers, "test_speakers": prof.test_speakers,
@@ -635,7 +704,46 @@ def _build_into(tmp: Path, final: Path, prof: SynthVoxProfile, seed: int, diff: 
         "train_hours": round(float(tables["train"].duration.sum()) / 3600, 3),
         "test_hours": round(float(tables["test"].duration.sum()) / 3600, 3),
     }
+    if dev:
+        counts.update(_write_dev_files(tmp, tables["dev"], [v for v in speakers if v.split == "dev"], prof, seed, diff))
+    _write_corpus_json(tmp, f"synthvox-{prof.name}", dev=dev)
     atomic_write_json(tmp / "build.json", {"counts": counts})
+
+
+def _add_dev_in_place(out: Path, prof: SynthVoxProfile, seed: int, diff: Difficulty, workers: int | None) -> None:
+    """Add the dev split to the finished build ``out`` without touching its train and test files.
+
+    The dev split is synthesised into a temporary sibling directory, its files are moved into
+    ``out`` (replacing leftovers of an interrupted extension, which corpus.json did not name), then
+    ``build.json`` gains the dev counts and ``corpus.json`` is rewritten with ``dev`` /
+    ``dev_trials``: until that last atomic write, the corpus reads as one without dev.
+    """
+    t0 = time.time()
+    log.info("SynthVox %s has no dev split: adding %d dev speakers in place", out, prof.dev_speakers)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{out.name}.dev-tmp-", dir=out.parent))
+    try:
+        voices, jobs = _make_jobs(("dev",), tmp, out, prof, seed, diff)
+        table = UtteranceTable.from_rows(_synthesise(jobs, workers).get("dev", []))
+        dev_counts = _write_dev_files(tmp, table, voices, prof, seed, diff)
+        for name in DEV_FILES:
+            target = out / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+            os.replace(tmp / name, target)
+        info = json.loads((out / "build.json").read_text())
+        info["counts"] = {**info.get("counts", {}), **dev_counts}
+        info["dev_seconds"] = round(time.time() - t0, 2)
+        atomic_write_json(out / "build.json", info)
+        spec = json.loads((out / "corpus.json").read_text())
+        spec.update({"dev": {"format": "table", "path": "dev.tsv"}, "dev_trials": "dev_trials.txt"})
+        from .corpus import write_corpus_json
+
+        write_corpus_json(out, spec)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.info("SynthVox %s: dev split added in %.1f s", out, time.time() - t0)
 
 
 # ------------------------------------------------------------------------------------------
@@ -671,29 +779,36 @@ def main(argv: list[str] | None = None) -> int:
                     help="0 easy (clean, distinct voices), 1 default, 2 hard")
     ap.add_argument("--workers", type=int, default=None, help="processes (default: min(2, cpus))")
     ap.add_argument("--force", action="store_true", help="replace an existing corpus built with other parameters")
+    ap.add_argument("--no-dev", dest="dev", action="store_false",
+                    help="build train and test only (an existing dev split is kept); without this flag a corpus "
+                         "built without a dev split gains one in place")
     args = ap.parse_args(argv)
     if args.workers is not None and args.workers < 1:
         ap.error(f"--workers {args.workers}: must be >= 1")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     out = Path(args.out).resolve()
     before = _read_build_params(out) if out.exists() else None
+    had_dev = has_dev_split(out)
     t0 = time.time()
     try:
-        build_synthvox(out, args.profile, args.seed, args.difficulty, args.workers, args.force)
+        build_synthvox(out, args.profile, args.seed, args.difficulty, args.workers, args.force, dev=args.dev)
     except (SynthVoxError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    c = json.loads((out / "build.json").read_text())["counts"]
+    dev_text = (f"; dev: {c['dev_speakers']} speakers, {c['dev_utterances']} utterances, {c['dev_trials']} trials"
+                if "dev_utterances" in c else "; no dev split")
     if before == _build_params(args.profile, args.seed, args.difficulty):
-        print(f"{out}: already built with profile={args.profile} seed={args.seed} difficulty={args.difficulty}; "
-              "nothing to do")
+        if has_dev_split(out) and not had_dev:
+            print(f"{out}: dev split added in place in {time.time() - t0:.1f} s (train and test untouched){dev_text}")
+        else:
+            print(f"{out}: already built with profile={args.profile} seed={args.seed} difficulty={args.difficulty}; "
+                  f"nothing to do{dev_text}")
     else:
-        info = json.loads((out / "build.json").read_text())
-        c = info["counts"]
         print(f"{out}: {c['train_speakers']} train / {c['test_speakers']} test speakers, "
               f"{c['train_utterances']} + {c['test_utterances']} utterances ({c['train_hours'] + c['test_hours']:.2f} h), "
-              f"{c['trials']} trials, built in {time.time() - t0:.1f} s")
+              f"{c['trials']} trials{dev_text}, built in {time.time() - t0:.1f} s")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,6 +1,8 @@
-"""Evaluate a speaker model on a corpus: trial-list and all-pairs EER / minDCF.
+"""Evaluate a speaker model on a corpus: trial-list and all-pairs EER / minDCF, on the test split
+and, when the corpus has one, on its dev split (keys prefixed ``dev_``).
 
 EER values are percentages (5.0 means 5 %); minDCF values are normalised (c_miss = c_fa = 1).
+Settings are chosen on the ``dev_`` metrics, never on the test ones.
 """
 from __future__ import annotations
 
@@ -14,7 +16,13 @@ from .metrics import verification_metrics
 from .scoring import all_pairs as score_all_pairs
 from .scoring import cosine_trials
 
-__all__ = ["evaluate", "score_embeddings"]
+__all__ = ["evaluate", "score_embeddings", "DEV_KEYS", "dev_cache_path"]
+
+#: the metric keys :func:`evaluate` reports for the dev split (None when the corpus has no dev split,
+#: the trial-list ones also when it has no dev trial list, the all-pairs ones when ``all_pairs`` is off)
+DEV_KEYS = ("dev_eer", "dev_mindcf_0.01", "dev_mindcf_0.05", "dev_eer_all_pairs", "dev_mindcf_0.01_all_pairs",
+            "dev_mindcf_0.05_all_pairs", "dev_n_trials", "dev_n_target", "dev_n_pairs", "dev_n_skipped_trials",
+            "dev_seconds")
 
 log = logging.getLogger("ssrl_lab.eval.evaluate")
 
@@ -31,22 +39,28 @@ def score_embeddings(
 ) -> dict:
     """Metrics of given embeddings (rows of the test table) on ``trials`` and on all pairs.
 
-    ``trials``: a TrialList (``label``, ``enroll``, ``test``). ``speakers``: (N,) int codes
+    ``trials``: a TrialList (``label``, ``enroll``, ``test``; None: all pairs only, the trial-list
+    metrics None). ``speakers``: (N,) int codes
     (-1 unknown) for the all-pairs metrics. Rows with non-finite embeddings (files skipped at
     extraction) are left out of both; ``n_skipped_trials`` counts the trials dropped.
     """
     emb = np.asarray(emb, dtype=np.float32)
     ok_rows = np.isfinite(emb).all(axis=1)
-    enroll = np.asarray(trials.enroll, dtype=np.int64)
-    test = np.asarray(trials.test, dtype=np.int64)
-    label = np.asarray(trials.label).astype(np.int8)
-    keep = ok_rows[enroll] & ok_rows[test]
     safe = np.where(ok_rows[:, None], emb, 0.0).astype(np.float32)
-    scores = cosine_trials(safe, enroll[keep], test[keep], mean=train_mean)
-    labels = label[keep]
-    m = verification_metrics(scores, labels)
-    out = {"eer": m["eer"], "mindcf_0.01": m["mindcf_0.01"], "mindcf_0.05": m["mindcf_0.05"],
-           "n_trials": m["n_trials"], "n_target": m["n_target"], "n_skipped_trials": int((~keep).sum())}
+    if trials is None:  # all pairs only (a dev split without a trial list)
+        scores, labels = np.zeros(0, np.float32), np.zeros(0, np.int8)
+        out = {"eer": None, "mindcf_0.01": None, "mindcf_0.05": None, "n_trials": 0, "n_target": 0,
+               "n_skipped_trials": 0}
+    else:
+        enroll = np.asarray(trials.enroll, dtype=np.int64)
+        test = np.asarray(trials.test, dtype=np.int64)
+        label = np.asarray(trials.label).astype(np.int8)
+        keep = ok_rows[enroll] & ok_rows[test]
+        scores = cosine_trials(safe, enroll[keep], test[keep], mean=train_mean)
+        labels = label[keep]
+        m = verification_metrics(scores, labels)
+        out = {"eer": m["eer"], "mindcf_0.01": m["mindcf_0.01"], "mindcf_0.05": m["mindcf_0.05"],
+               "n_trials": m["n_trials"], "n_target": m["n_target"], "n_skipped_trials": int((~keep).sum())}
     out.update({"eer_all_pairs": None, "mindcf_0.01_all_pairs": None, "mindcf_0.05_all_pairs": None,
                 "n_pairs": 0})
     if all_pairs and speakers is not None:
@@ -90,13 +104,37 @@ def evaluate(
     ``n_skipped_trials``, ``seconds``; plus ``scores``/``labels`` (trial list) with
     ``return_scores``. ``train_mean`` (D,) is subtracted from embeddings before cosine scoring.
     Extraction arguments go to :func:`extract_embeddings`.
+
+    The same metrics on the corpus's dev split (``corpus.dev`` / ``corpus.dev_trials``), extracted
+    and scored the same way, come under :data:`DEV_KEYS` (``dev_eer``, ``dev_eer_all_pairs``, ...,
+    ``dev_seconds``); all None for a corpus without a dev split. ``seconds`` covers the test split
+    only. Dev embeddings are cached beside ``cache_path`` (see :func:`dev_cache_path`).
     """
     t0 = time.perf_counter()
-    emb = extract_embeddings(model, corpus.test, device=device, batch_size=batch_size, chunk_s=chunk_s,
-                             max_len_s=max_len_s, cache_path=cache_path, cache_key=cache_key,
-                             progress=progress, skip_bad=skip_bad, bucket_s=bucket_s)
+    extract = dict(device=device, batch_size=batch_size, chunk_s=chunk_s, max_len_s=max_len_s, cache_key=cache_key,
+                   progress=progress, skip_bad=skip_bad, bucket_s=bucket_s)
+    emb = extract_embeddings(model, corpus.test, cache_path=cache_path, **extract)
     speakers = corpus.test.speaker_codes()[0] if all_pairs else None
     out = score_embeddings(emb, corpus.trials, speakers, all_pairs=all_pairs, max_pairs=max_pairs,
                            train_mean=train_mean, return_scores=return_scores, seed=seed)
     out["seconds"] = time.perf_counter() - t0
+    out.update(dict.fromkeys(DEV_KEYS))
+    dev, dev_trials = getattr(corpus, "dev", None), getattr(corpus, "dev_trials", None)
+    if dev is not None and (dev_trials is not None or all_pairs):
+        t1 = time.perf_counter()
+        emb = extract_embeddings(model, dev, cache_path=dev_cache_path(cache_path), **extract)
+        m = score_embeddings(emb, dev_trials, dev.speaker_codes()[0] if all_pairs else None, all_pairs=all_pairs,
+                             max_pairs=max_pairs, train_mean=train_mean, seed=seed)
+        out.update({f"dev_{k}": v for k, v in m.items()})
+        out["dev_seconds"] = time.perf_counter() - t1
     return out
+
+
+def dev_cache_path(cache_path):
+    """Where :func:`evaluate` caches dev embeddings: ``<stem>.dev<suffix>`` beside ``cache_path``."""
+    if cache_path is None:
+        return None
+    from pathlib import Path
+
+    p = Path(cache_path)
+    return p.with_name(f"{p.stem}.dev{p.suffix}")

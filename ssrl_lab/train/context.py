@@ -350,10 +350,16 @@ def evaluate_model(model: nn.Module, corpus, cfg: TrainConfig, device: torch.dev
                     progress=progress and dist.is_main(), skip_bad=cfg.skip_bad, seed=cfg.seed)
 
 
+#: the metric keys of results.json: the test split's, then the same prefixed ``dev_`` (the dev
+#: split's; None when the corpus has no dev split)
+RESULT_KEYS = ("eer", "eer_all_pairs", "mindcf_0.01", "mindcf_0.05", "mindcf_0.01_all_pairs", "mindcf_0.05_all_pairs",
+               "n_trials", "n_pairs")
+RESULT_KEYS = RESULT_KEYS + tuple(f"dev_{k}" for k in RESULT_KEYS)
+
+
 def result_fields(ev: dict) -> dict:
-    """The results.json fields of an evaluation dict."""
-    return {k: ev.get(k) for k in ("eer", "eer_all_pairs", "mindcf_0.01", "mindcf_0.05", "mindcf_0.01_all_pairs",
-                                   "mindcf_0.05_all_pairs", "n_trials", "n_pairs")}
+    """The results.json fields of an evaluation dict (:data:`RESULT_KEYS`)."""
+    return {k: ev.get(k) for k in RESULT_KEYS}
 
 
 def eval_summary(ev: dict) -> dict:
