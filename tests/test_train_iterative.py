@@ -86,3 +86,18 @@ def test_stage1_protocol_restarts_from_dino_and_clusters_with_the_last_round(smo
     assert same(embedded[0], dino_state) and same(embedded[1], trained[0])
     # a fresh head each round (different seeds), not k-means centroids of the starting model
     assert not torch.equal(started[0][1], started[1][1])
+
+
+def test_a_round_does_not_depend_on_how_many_rounds_follow(smoke_corpus, smoke_dino, tmp_path):
+    """The study reads the E = 2 x 6 point from round 2 of the 5 x 6 run: round r of a longer
+    run must equal round r of a shorter one with the same settings."""
+    common = dict(corpus=str(smoke_corpus), device="cpu", max_steps_per_epoch=2, dino_run=str(smoke_dino), epochs=1)
+    short = iterative.train(iterative.IterativeConfig.profile("smoke", run_dir=str(tmp_path / "a"), rounds=1, **common),
+                            progress=False)
+    iterative.train(iterative.IterativeConfig.profile("smoke", run_dir=str(tmp_path / "b"), rounds=2, **common),
+                    progress=False)
+    import json
+
+    long_r1 = json.loads((tmp_path / "b" / "results_round1.json").read_text())
+    for key in ("eer", "eer_all_pairs", "mindcf_0.01", "pseudo_labels"):
+        assert long_r1[key] == short[key], key

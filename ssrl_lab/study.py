@@ -1,0 +1,390 @@
+"""The compute-matched study: every stage-2 system from one DINO model, tuned on dev, over seeds.
+
+``make study`` (``python -m ssrl_lab.study --profile demo --out outputs/study``) executes
+``notebooks/06_study.ipynb`` with papermill through :func:`ssrl_lab.sweep.run_grid`; the
+notebook calls :func:`run_study` and draws the table and the plot. Every run lives in its own
+run directory and resumes, so a second ``make study`` only trains what is missing.
+
+The plan (:class:`StudyConfig`):
+
+1. **Stage 1**: one DINO run (``dino_run``, trained into ``<out>/dino`` when not given).
+2. **Tuning on dev** (``<out>/tune/<system>/<setting>``): every stage-2 system gets the same
+   budget of at most four settings (:data:`SETTINGS`), trained for the smallest budget with
+   the first seed; the setting with the lowest **dev** EER (trial list) is kept. Test EER is
+   never looked at when choosing.
+3. **The study** (``<out>/runs/<system>/<budget>/seed<s>``): every system with its chosen
+   setting, at every budget of stage-2 training epochs, over every seed. SSRL trains for E
+   epochs; an iterative protocol for R rounds of E / R epochs (R = ``rounds[E]``). Rounds of
+   equal length do not depend on how many follow, so an iterative run of R rounds also gives
+   every shorter budget made of the same rounds (its ``results_round<r>.json``): the E = 12
+   point (2 rounds of 6) is the second round of the E = 30 run (5 rounds of 6) of the same seed.
+
+The systems: ``ssrl`` and the three iterative protocols ``iterative_new`` (Cai et al. 2021),
+``iterative_finetune`` and ``iterative_stage1`` (loss-gated learning's public code); see
+:mod:`ssrl_lab.train.iterative`. What is tuned: K relative to the number of training speakers
+(the authors use 1.33x; the iterative baseline's demo uses 1.5x) and, for SSRL, the teacher's
+EMA time constant as a share of the run (authors about 0.4-4 %, the demo 11-28 %); for the
+iterative protocols the learning rate instead (they have no teacher).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .config import Config, check
+from .utils.io import atomic_write_json, atomic_write_text
+
+log = logging.getLogger("ssrl_lab.study")
+
+SYSTEMS = ("ssrl", "iterative_new", "iterative_finetune", "iterative_stage1")
+
+#: At most four settings per system (the same tuning budget for every system).
+#: ``k_ratio``: K / number of training speakers. SSRL's ``ema_share``: the teacher's EMA time
+#: constant 1 / (1 - momentum) at the start and at the end, as a share of the run's steps.
+SETTINGS: dict[str, list[dict]] = {
+    "ssrl": [
+        {"k_ratio": 1.33, "ema_share": [0.004, 0.04]},
+        {"k_ratio": 1.33, "ema_share": [0.11, 0.28]},
+        {"k_ratio": 2.5, "ema_share": [0.004, 0.04]},
+        {"k_ratio": 2.5, "ema_share": [0.11, 0.28]},
+    ],
+    **{f"iterative_{init}": [
+        {"k_ratio": 1.33, "lr": 2e-3},
+        {"k_ratio": 1.33, "lr": 5e-4},
+        {"k_ratio": 2.5, "lr": 2e-3},
+        {"k_ratio": 2.5, "lr": 5e-4},
+    ] for init in ("new", "finetune", "stage1")},
+}
+
+
+@dataclasses.dataclass
+class StudyConfig(Config):
+    """``profile`` (smoke | demo), ``corpus`` (with a dev split), ``out`` folder, ``dino_run``
+    (None: ``<out>/dino``, trained when missing), ``systems``, ``budgets`` (stage-2 epochs),
+    ``rounds`` (iterative rounds per budget, as ``"budget:rounds"`` strings), ``seeds``,
+    ``tune`` (False: use each system's first setting), ``max_settings`` (tuning budget per system,
+    at most 4), ``device``, ``overrides`` (extra config keys for every stage-2 run, e.g. the
+    smoke profile's ``max_steps_per_epoch``)."""
+
+    profile: str = "demo"
+    corpus: str = ""
+    out: str = "outputs/study"
+    dino_run: str | None = None
+    systems: list[str] = dataclasses.field(default_factory=lambda: list(SYSTEMS))
+    budgets: list[int] = dataclasses.field(default_factory=lambda: [12, 30])
+    rounds: list[str] = dataclasses.field(default_factory=lambda: ["12:2", "30:5"])
+    seeds: list[int] = dataclasses.field(default_factory=lambda: [0, 1, 2])
+    tune: bool = True
+    max_settings: int = 4
+    device: str = "auto"
+    overrides: dict = dataclasses.field(default_factory=dict)
+
+    def validate(self) -> None:
+        check(self.profile in ("smoke", "demo", "vox"), f"profile must be smoke, demo or vox, got {self.profile!r}")
+        bad = [s for s in self.systems if s not in SYSTEMS]
+        check(not bad and self.systems, f"systems must be a non-empty subset of {SYSTEMS}, got {self.systems}")
+        check(bool(self.budgets) and all(b >= 1 for b in self.budgets), f"budgets must be epochs >= 1, got {self.budgets}")
+        check(bool(self.seeds), "seeds must not be empty")
+        check(1 <= self.max_settings <= 4, f"max_settings must be in [1, 4] (the tuning budget), got {self.max_settings}")
+        r = self.rounds_per_budget  # parses and checks
+        for b in self.budgets:
+            check(b in r, f"budget {b} has no rounds entry in {self.rounds} (give 'budget:rounds')")
+            check(b % r[b] == 0, f"budget {b} is not a whole number of rounds of equal length ({r[b]} rounds)")
+
+    @property
+    def rounds_per_budget(self) -> dict[int, int]:
+        out = {}
+        for item in self.rounds:
+            try:
+                b, r = (int(v) for v in str(item).split(":"))
+            except ValueError:
+                from .config import ConfigError
+
+                raise ConfigError(f"rounds entries are 'budget:rounds' strings, got {item!r}") from None
+            check(r >= 1, f"rounds must be >= 1 in {item!r}")
+            out[b] = r
+        return out
+
+    @property
+    def out_dir(self) -> Path:
+        from .notebook_params import resolve_path
+
+        return resolve_path(self.out)
+
+    @property
+    def dino_dir(self) -> Path:
+        from .notebook_params import resolve_path
+
+        return resolve_path(self.dino_run) if self.dino_run else self.out_dir / "dino"
+
+
+# -- configs of the runs -------------------------------------------------------------------
+def n_train_speakers(corpus) -> int:
+    codes = corpus.train.speaker_codes()[0]
+    n = int(np.unique(codes[codes >= 0]).size)
+    check(n > 0, "the study needs the number of training speakers (for K) and the corpus's train table has no "
+                 "speaker labels; give k directly")
+    return n
+
+
+def setting_name(setting: dict) -> str:
+    parts = []
+    for key, v in setting.items():
+        v = "-".join(f"{x:g}" for x in v) if isinstance(v, (list, tuple)) else f"{v:g}"
+        parts.append(f"{key}={v}")
+    return ",".join(parts)
+
+
+def ema_from_share(share: Sequence[float], steps: int) -> tuple[float, float]:
+    """EMA momenta whose time constants ``1 / (1 - m)`` are ``share`` of ``steps`` (at least 1 step)."""
+    return tuple(1.0 - 1.0 / max(1.0, s * steps) for s in share)  # type: ignore[return-value]
+
+
+def run_config(study: StudyConfig, system: str, setting: dict, epochs: int, seed: int, run_dir: Path,
+               n_speakers: int, steps_per_epoch: int):
+    """The trainer config of one run: the profile, the setting, the budget and the seed."""
+    k = max(2, int(round(setting["k_ratio"] * n_speakers)))
+    common = dict(corpus=study.corpus, run_dir=str(run_dir), dino_run=str(study.dino_dir), seed=seed,
+                  device=study.device, k=k, **study.overrides)
+    if system == "ssrl":
+        from .train.ssrl import SSRLConfig
+
+        ema_start, ema_end = ema_from_share(setting["ema_share"], epochs * steps_per_epoch)
+        base = SSRLConfig.profile(study.profile)
+        eval_every = base.eval_every if base.eval_every and epochs % base.eval_every == 0 else 0
+        return SSRLConfig.profile(study.profile, epochs=epochs, ema_start=ema_start, ema_end=ema_end,
+                                  eval_every=eval_every, **common)
+    from .train.iterative import IterativeConfig
+
+    rounds = study.rounds_per_budget[epochs]
+    return IterativeConfig.profile(study.profile, init=system.split("_", 1)[1], rounds=rounds, epochs=epochs // rounds,
+                                   lr=setting["lr"], **common)
+
+
+def _train(system: str, cfg) -> dict:
+    if system == "ssrl":
+        from .train.ssrl import train
+    else:
+        from .train.iterative import train
+    return train(cfg, resume=True, progress=False)
+
+
+def read_json(path) -> dict:
+    import json
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: its run has not finished")
+    return json.loads(path.read_text())
+
+
+def _steps_per_epoch(study: StudyConfig, corpus) -> int:
+    from .train.context import steps_per_epoch
+    from .train.ssrl import SSRLConfig
+
+    base = SSRLConfig.profile(study.profile, **{k: v for k, v in study.overrides.items()
+                                                 if k in ("batch_size", "max_steps_per_epoch")})
+    spe = steps_per_epoch(len(corpus.train), base.batch_size)
+    return min(spe, base.max_steps_per_epoch) if base.max_steps_per_epoch else spe
+
+
+# -- the phases ----------------------------------------------------------------------------
+def ensure_dino(study: StudyConfig) -> Path:
+    """The stage-1 model: the given run (must be finished) or ``<out>/dino`` trained now."""
+    d = study.dino_dir
+    if (d / "results.json").exists():
+        return d
+    check(study.dino_run is None, f"dino_run {d} holds no results.json: finish that DINO run first")
+    from .train.dino import DINOConfig, train
+
+    log.info("study: training the stage-1 DINO model into %s", d)
+    train(DINOConfig.profile(study.profile, corpus=study.corpus, run_dir=str(d), device=study.device,
+                             **{k: v for k, v in study.overrides.items() if k in ("max_steps_per_epoch",)}),
+          resume=True, progress=False)
+    return d
+
+
+def tune(study: StudyConfig, corpus) -> dict[str, dict]:
+    """Train every setting of every system at the smallest budget (first seed) and keep the one
+    with the lowest dev EER. Returns ``{system: {"chosen": setting, "tried": [...]}}`` (also
+    ``<out>/tune/choice.json``)."""
+    check(getattr(corpus, "dev", None) is not None,
+          "tuning needs a dev split (corpus.json 'dev' and 'dev_trials'): settings are never chosen on test speakers")
+    n_spk, spe = n_train_speakers(corpus), _steps_per_epoch(study, corpus)
+    budget, seed = min(study.budgets), study.seeds[0]
+    out: dict[str, dict] = {}
+    for system in study.systems:
+        tried = []
+        for setting in SETTINGS[system][: study.max_settings]:
+            run_dir = study.out_dir / "tune" / system / setting_name(setting)
+            t0 = time.perf_counter()
+            res = _train(system, run_config(study, system, setting, budget, seed, run_dir, n_spk, spe))
+            if system != "ssrl":  # the budget's round (a shorter prefix of a longer run would be a different budget)
+                res = read_json(run_dir / f"results_round{study.rounds_per_budget[budget]}.json")
+            tried.append({"setting": setting, "name": setting_name(setting), "run_dir": str(run_dir),
+                          "dev_eer": res.get("dev_eer"), "dev_eer_all_pairs": res.get("dev_eer_all_pairs"),
+                          "seconds": res.get("seconds", time.perf_counter() - t0)})
+            log.info("tune %s %s: dev EER %s", system, setting_name(setting), res.get("dev_eer"))
+        scored = [t for t in tried if t["dev_eer"] is not None and math.isfinite(t["dev_eer"])]
+        check(bool(scored), f"tuning {system}: no run reported a dev EER")
+        best = min(scored, key=lambda t: t["dev_eer"])  # first of equal ones: the list's order
+        out[system] = {"chosen": best["setting"], "chosen_name": best["name"], "tried": tried,
+                       "budget": budget, "seed": seed}
+    atomic_write_json(study.out_dir / "tune" / "choice.json", out)
+    return out
+
+
+def study_points(study: StudyConfig, choice: dict[str, dict]) -> list[dict]:
+    """One record per (system, budget, seed): where its results are and what trains them."""
+    rounds = study.rounds_per_budget
+    pts = []
+    for system in study.systems:
+        setting = choice[system]["chosen"]
+        for seed in study.seeds:
+            if system == "ssrl":
+                for b in study.budgets:
+                    d = study.out_dir / "runs" / system / f"E{b}" / f"seed{seed}"
+                    pts.append({"system": system, "budget": b, "seed": seed, "run_dir": d, "train_budget": b,
+                                "results": d / "results.json"})
+            else:
+                # one run per seed: the longest budget; shorter budgets of equal-length rounds are its prefixes
+                length = {b: b // rounds[b] for b in study.budgets}
+                for b in study.budgets:
+                    longest = max((c for c in study.budgets if length[c] == length[b]), key=lambda c: rounds[c])
+                    d = study.out_dir / "runs" / system / f"E{longest}" / f"seed{seed}"
+                    pts.append({"system": system, "budget": b, "seed": seed, "run_dir": d, "train_budget": longest,
+                                "results": d / f"results_round{rounds[b]}.json"})
+        for p in pts:
+            p.setdefault("setting", setting)
+    return pts
+
+
+def run_study(study: StudyConfig) -> dict:
+    """All phases (each resumes); returns ``{"choice", "points", "table"}`` and writes
+    ``<out>/study.json``."""
+    from .data.corpus import open_corpus
+
+    corpus = open_corpus(study.corpus)
+    ensure_dino(study)
+    choice = tune(study, corpus) if study.tune else {
+        s: {"chosen": SETTINGS[s][0], "chosen_name": setting_name(SETTINGS[s][0]), "tried": []} for s in study.systems}
+    n_spk, spe = n_train_speakers(corpus), _steps_per_epoch(study, corpus)
+    points = study_points(study, choice)
+    done = set()
+    for p in sorted(points, key=lambda p: (p["seed"], p["system"], p["train_budget"])):
+        key = (p["system"], p["train_budget"], p["seed"])
+        if key not in done:
+            _train(p["system"], run_config(study, p["system"], p["setting"], p["train_budget"], p["seed"],
+                                           p["run_dir"], n_spk, spe))
+            done.add(key)
+    rows = [point_row(p) for p in points]
+    summary = {"choice": choice, "points": [{**r} for r in rows], "table": study_table(rows),
+               "config": study.to_dict()}
+    atomic_write_json(study.out_dir / "study.json", summary)
+    atomic_write_text(study.out_dir / "study.md", "# Study\n\n## Tuning on dev\n\n" + tuning_markdown(choice)
+                      + "\n\n## Mean ± std over seeds\n\n" + table_markdown(summary["table"]) + "\n")
+    return summary
+
+
+# -- reading the results -------------------------------------------------------------------
+def point_row(p: dict) -> dict:
+    res = read_json(p["results"])
+    return {"system": p["system"], "budget": p["budget"], "seed": p["seed"], "run_dir": str(p["run_dir"]),
+            "setting": setting_name(p["setting"]), "eer": res.get("eer"), "eer_all_pairs": res.get("eer_all_pairs"),
+            "mindcf_0.01": res.get("mindcf_0.01"), "mindcf_0.05": res.get("mindcf_0.05"),
+            "dev_eer": res.get("dev_eer"), "dev_eer_all_pairs": res.get("dev_eer_all_pairs"),
+            "seconds": res.get("seconds"), "epochs": res.get("epochs"), "evaluated": res.get("evaluated"),
+            "results": str(p["results"])}
+
+
+def _mean_std(v: list) -> tuple[float | None, float | None]:
+    v = [float(x) for x in v if x is not None and math.isfinite(float(x))]
+    if not v:
+        return None, None
+    return float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
+
+
+def study_table(rows: list[dict]) -> list[dict]:
+    """Mean and standard deviation over seeds per (system, budget)."""
+    keys = ("eer", "eer_all_pairs", "mindcf_0.01", "mindcf_0.05", "dev_eer", "seconds")
+    out = []
+    for system in dict.fromkeys(r["system"] for r in rows):
+        for budget in sorted({r["budget"] for r in rows if r["system"] == system}):
+            grp = [r for r in rows if r["system"] == system and r["budget"] == budget]
+            rec = {"system": system, "budget": budget, "n_seeds": len(grp), "setting": grp[0]["setting"]}
+            for key in keys:
+                rec[f"{key}_mean"], rec[f"{key}_std"] = _mean_std([r[key] for r in grp])
+            out.append(rec)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from . import sweep
+    from .notebook_params import repo_root, resolve_path
+
+    ap = argparse.ArgumentParser(prog="python -m ssrl_lab.study", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--profile", default="demo", choices=("smoke", "demo"))
+    ap.add_argument("--corpus", default=None, help="corpus folder (default: the profile's SynthVox corpus)")
+    ap.add_argument("--out", default="outputs/study")
+    ap.add_argument("--kernel", default="python3")
+    ap.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                    help="another 06_study parameter (e.g. -p seeds '[0,1]')")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    nb = repo_root() / "notebooks" / "06_study.ipynb"
+    params = sweep.notebook_params(nb)
+    specs = [("profile", args.profile)] + ([("corpus", args.corpus)] if args.corpus else []) + [tuple(p) for p in args.param]
+    try:
+        grid = sweep.build_grid(nb, specs, out_root=str(resolve_path(args.out).parent))
+    except sweep.SweepError as e:
+        print(f"study refused: {e}", file=sys.stderr)
+        return 2
+    assert "run_dir" in params
+    point = sweep.GridPoint("study", grid[0].params, resolve_path(args.out))
+    recs = sweep.run_grid(nb, [point], args.kernel, keep_going=False)
+    ok = recs and recs[0]["status"] == "ok"
+    print(f"study {'done' if ok else 'FAILED'}: {point.run_dir} ({recs[0].get('seconds', 0):.0f} s)"
+          + ("" if ok else f": {recs[0].get('error')}"))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
+
+# -- tables --------------------------------------------------------------------------------
+def _f(v, fmt=".2f") -> str:
+    return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, fmt)
+
+
+def tuning_markdown(choice: dict[str, dict]) -> str:
+    """Every setting tried per system with its dev EER; the chosen one in bold."""
+    lines = ["| system | setting | dev EER % (trial list / all pairs) | chosen |", "| --- | --- | --- | --- |"]
+    for system, c in choice.items():
+        for t in c.get("tried", []):
+            mark = "**yes**" if t["name"] == c["chosen_name"] else ""
+            lines.append(f"| {system} | {t['name']} | {_f(t['dev_eer'])} / {_f(t['dev_eer_all_pairs'])} | {mark} |")
+        if not c.get("tried"):
+            lines.append(f"| {system} | {c['chosen_name']} | not tuned | **yes** |")
+    return "\n".join(lines)
+
+
+def table_markdown(table: list[dict]) -> str:
+    """The study table: mean ± std over seeds per system and budget."""
+    pm = lambda r, k, fmt=".2f": f"{_f(r[f'{k}_mean'], fmt)} ± {_f(r[f'{k}_std'], fmt)}"
+    lines = ["| system | stage-2 epochs | seeds | setting (chosen on dev) | dev EER % | test EER % (trial list) "
+             "| test EER % (all pairs) | minDCF 0.01 | minDCF 0.05 | wall s |",
+             "| --- | ---: | ---: | --- | --- | --- | --- | --- | --- | ---: |"]
+    for r in table:
+        lines.append(f"| {r['system']} | {r['budget']} | {r['n_seeds']} | {r['setting']} | {pm(r, 'dev_eer')} | "
+                     f"{pm(r, 'eer')} | {pm(r, 'eer_all_pairs')} | {pm(r, 'mindcf_0.01', '.3f')} | "
+                     f"{pm(r, 'mindcf_0.05', '.3f')} | {_f(r['seconds_mean'], '.0f')} |")
+    return "\n".join(lines)

@@ -1,0 +1,71 @@
+"""The compute-matched study on the smoke profile: 06_study under papermill, tuning on dev,
+budgets made of rounds of equal length, the table and the plot."""
+import json
+
+import nbformat
+import pytest
+
+from ssrl_lab import study as st
+from ssrl_lab.config import ConfigError
+from ssrl_lab.notebook_params import repo_root
+
+
+def test_study_config_checks():
+    with pytest.raises(ConfigError, match="systems"):
+        st.StudyConfig(systems=["ssrl", "simclr"])
+    with pytest.raises(ConfigError, match="whole number of rounds"):
+        st.StudyConfig(budgets=[12, 30], rounds=["12:5", "30:5"])
+    with pytest.raises(ConfigError, match="no rounds entry"):
+        st.StudyConfig(budgets=[12, 20], rounds=["12:2"])
+    with pytest.raises(ConfigError, match="tuning budget"):
+        st.StudyConfig(max_settings=5)
+    assert all(len(v) <= 4 for v in st.SETTINGS.values()) and set(st.SETTINGS) == set(st.SYSTEMS)
+    m0, m1 = st.ema_from_share([0.01, 0.1], 1000)
+    assert abs(1 / (1 - m0) - 10) < 1e-9 and abs(1 / (1 - m1) - 100) < 1e-9
+
+
+def test_iterative_points_reuse_the_longest_run_of_equal_rounds(tmp_path):
+    cfg = st.StudyConfig(out=str(tmp_path), systems=["ssrl", "iterative_new"], budgets=[12, 30], seeds=[0])
+    choice = {s: {"chosen": st.SETTINGS[s][0]} for s in cfg.systems}
+    pts = {(p["system"], p["budget"]): p for p in st.study_points(cfg, choice)}
+    # SSRL trains each budget; the iterative E=12 point (2 x 6) is round 2 of the E=30 run (5 x 6)
+    assert pts["ssrl", 12]["run_dir"] != pts["ssrl", 30]["run_dir"]
+    assert pts["iterative_new", 12]["run_dir"] == pts["iterative_new", 30]["run_dir"]
+    assert pts["iterative_new", 12]["results"].name == "results_round2.json"
+    assert pts["iterative_new", 30]["results"].name == "results_round5.json"
+
+
+@pytest.mark.slow
+def test_study_notebook_runs_on_smoke_and_tunes_on_dev(smoke_corpus, smoke_dino, tmp_path):
+    import papermill as pm
+
+    nb = repo_root() / "notebooks" / "06_study.ipynb"
+    out = tmp_path / "study"
+    out.mkdir()
+    params = dict(profile="smoke", corpus=str(smoke_corpus), run_dir=str(out), dino_run=str(smoke_dino),
+                  systems=["ssrl", "iterative_stage1"], budgets=[2, 4], rounds=["2:1", "4:2"], seeds=[0, 1],
+                  max_settings=2, max_steps_per_epoch=2, device="cpu")
+    pm.execute_notebook(str(nb), str(out / "06_study.ipynb"), parameters=params, kernel_name="python3",
+                        progress_bar=False, cwd=str(nb.parent))
+    ran = nbformat.read(out / "06_study.ipynb", as_version=4)
+    errors = [o for c in ran.cells if c.cell_type == "code" for o in c.outputs if o.get("output_type") == "error"]
+    assert not errors
+    summary = json.loads((out / "study.json").read_text())
+    # two settings tried per system at the smallest budget, the chosen one has the lowest dev EER
+    for system in ("ssrl", "iterative_stage1"):
+        c = summary["choice"][system]
+        assert len(c["tried"]) == 2 and c["budget"] == 2
+        assert c["chosen_name"] == min(c["tried"], key=lambda t: t["dev_eer"])["name"]
+    # every (system, budget, seed) point has test and dev figures; the table has a row per system and budget
+    assert len(summary["points"]) == 2 * 2 * 2
+    assert all(p["eer"] is not None and p["dev_eer"] is not None for p in summary["points"])
+    assert {(r["system"], r["budget"], r["n_seeds"]) for r in summary["table"]} == {
+        ("ssrl", 2, 2), ("ssrl", 4, 2), ("iterative_stage1", 2, 2), ("iterative_stage1", 4, 2)}
+    assert (out / "plots" / "study_eer_all_pairs.html").exists() and (out / "study.md").exists()
+    assert "Tuning on dev" in (out / "study.md").read_text()
+    # a second run trains nothing new: every run directory is finished and resumes to its results
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("results*.json")}
+    st.run_study(st.StudyConfig(profile="smoke", corpus=str(smoke_corpus), out=str(out), dino_run=str(smoke_dino),
+                                systems=["ssrl", "iterative_stage1"], budgets=[2, 4], rounds=["2:1", "4:2"],
+                                seeds=[0, 1], max_settings=2, device="cpu", overrides={"max_steps_per_epoch": 2}))
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("results*.json")} == before
