@@ -295,3 +295,14 @@ def test_speaker_colour_warp_moves_formants_not_harmonics():
     assert np.median(up[:-1] / between) > 20, "harmonic structure must survive the warp"
     # the EQ alone: +6 dB everywhere is a gain of 2
     assert np.allclose(synthvox.speaker_colour(x, 1.0, np.full(8, 6.0206)), 2 * x, atol=1e-3)
+
+
+def test_dev_profile_checks():
+    with pytest.raises(ConfigError, match="dev_speakers"):
+        synthvox.SynthVoxProfile(dev_speakers=1).validate()
+    with pytest.raises(ConfigError, match="dev_utts"):
+        synthvox.SynthVoxProfile(dev_sessions=4, dev_utts=3).validate()
+    synthvox.SynthVoxProfile(dev_speakers=0, dev_sessions=0, dev_utts=0).validate()  # 0: no dev split
+    demo = synthvox.PROFILES["demo"]
+    assert (demo.dev_speakers, demo.dev_sessions, demo.dev_utts, demo.n_dev_trials) == (
+        demo.test_speakers, demo.test_sessions, demo.test_utts, demo.n_trials)  # dev made like test

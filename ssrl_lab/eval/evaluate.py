@@ -21,8 +21,7 @@ __all__ = ["evaluate", "score_embeddings", "DEV_KEYS", "dev_cache_path"]
 #: the metric keys :func:`evaluate` reports for the dev split (None when the corpus has no dev split,
 #: the trial-list ones also when it has no dev trial list, the all-pairs ones when ``all_pairs`` is off)
 DEV_KEYS = ("dev_eer", "dev_mindcf_0.01", "dev_mindcf_0.05", "dev_eer_all_pairs", "dev_mindcf_0.01_all_pairs",
-            "dev_mindcf_0.05_all_pairs", "dev_n_trials", "dev_n_target", "dev_n_pairs", "dev_n_skipped_trials",
-            "dev_seconds")
+            "dev_mindcf_0.05_all_pairs", "dev_n_trials", "dev_n_target", "dev_n_pairs", "dev_n_skipped_trials")
 
 log = logging.getLogger("ssrl_lab.eval.evaluate")
 
@@ -106,9 +105,9 @@ def evaluate(
     Extraction arguments go to :func:`extract_embeddings`.
 
     The same metrics on the corpus's dev split (``corpus.dev`` / ``corpus.dev_trials``), extracted
-    and scored the same way, come under :data:`DEV_KEYS` (``dev_eer``, ``dev_eer_all_pairs``, ...,
-    ``dev_seconds``); all None for a corpus without a dev split. ``seconds`` covers the test split
-    only. Dev embeddings are cached beside ``cache_path`` (see :func:`dev_cache_path`).
+    and scored the same way, come under :data:`DEV_KEYS` (``dev_eer``, ``dev_eer_all_pairs``, ...);
+    all None for a corpus without a dev split. ``seconds`` covers the whole evaluation (test and
+    dev). Dev embeddings are cached beside ``cache_path`` (see :func:`dev_cache_path`).
     """
     t0 = time.perf_counter()
     extract = dict(device=device, batch_size=batch_size, chunk_s=chunk_s, max_len_s=max_len_s, cache_key=cache_key,
@@ -117,16 +116,14 @@ def evaluate(
     speakers = corpus.test.speaker_codes()[0] if all_pairs else None
     out = score_embeddings(emb, corpus.trials, speakers, all_pairs=all_pairs, max_pairs=max_pairs,
                            train_mean=train_mean, return_scores=return_scores, seed=seed)
-    out["seconds"] = time.perf_counter() - t0
     out.update(dict.fromkeys(DEV_KEYS))
     dev, dev_trials = getattr(corpus, "dev", None), getattr(corpus, "dev_trials", None)
     if dev is not None and (dev_trials is not None or all_pairs):
-        t1 = time.perf_counter()
         emb = extract_embeddings(model, dev, cache_path=dev_cache_path(cache_path), **extract)
         m = score_embeddings(emb, dev_trials, dev.speaker_codes()[0] if all_pairs else None, all_pairs=all_pairs,
                              max_pairs=max_pairs, train_mean=train_mean, seed=seed)
         out.update({f"dev_{k}": v for k, v in m.items()})
-        out["dev_seconds"] = time.perf_counter() - t1
+    out["seconds"] = time.perf_counter() - t0
     return out
 
 
