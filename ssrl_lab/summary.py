@@ -46,6 +46,10 @@ CLAIMS = (
 
 def _pick(res: Mapping[str, Any], run_dir: Path) -> dict:
     out = {k: res[k] for k in FIELDS if k in res and res[k] is not None}
+    skipped = res.get("skipped")
+    if isinstance(skipped, Mapping):  # training files the run skipped (up front and while training)
+        out["skipped"] = skipped.get("files")
+        out["skipped_fraction"] = skipped.get("fraction")
     out["run_dir"] = str(run_dir)
     return out
 
@@ -115,6 +119,14 @@ def _num(v: Any, fmt: str) -> str:
     return format(v, fmt) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else "-"
 
 
+def _skipped(r: Mapping[str, Any]) -> str:
+    """``3 (0.06 %)``; ``-`` for a run that trained on nothing (random init) or predates the count."""
+    n, f = r.get("skipped"), r.get("skipped_fraction")
+    if not isinstance(n, int):
+        return "-"
+    return f"{n} ({100 * f:.2f} %)" if isinstance(f, (int, float)) and n else str(n)
+
+
 def _mark(h: bool | None) -> str:
     return "n/a (system missing)" if h is None else ("yes" if h else "NO")
 
@@ -123,14 +135,14 @@ def to_markdown(summary: Mapping[str, Any]) -> str:
     """A results table, the ordering checks and the compute spent."""
     lines = ["# Results", "",
              "| system | EER % (trials) | EER % (all pairs) | dev EER % (trials) | dev EER % (all pairs) | minDCF 0.01 "
-             "| minDCF 0.05 | seconds | evaluated |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+             "| minDCF 0.05 | seconds | evaluated | skipped files |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |"]
     for name, r in summary["systems"].items():
         label = f"{name} (round {r['round']})" if name.endswith("_rN") and "round" in r else name
         lines.append(f"| {label} | {_num(r.get('eer'), '.2f')} | {_num(r.get('eer_all_pairs'), '.2f')} | "
                      f"{_num(r.get('dev_eer'), '.2f')} | {_num(r.get('dev_eer_all_pairs'), '.2f')} | "
                      f"{_num(r.get('mindcf_0.01'), '.3f')} | {_num(r.get('mindcf_0.05'), '.3f')} | "
-                     f"{_num(r.get('seconds'), '.0f')} | {r.get('evaluated', '')} |")
+                     f"{_num(r.get('seconds'), '.0f')} | {r.get('evaluated', '')} | {_skipped(r)} |")
     lines += ["", "## Expected ordering", "",
               "| claim | holds (trials EER) | holds (all-pairs EER) |", "| --- | --- | --- |"]
     for c in summary["ordering"]:

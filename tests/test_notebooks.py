@@ -65,6 +65,40 @@ def test_bad_parameter_fails_fast_with_a_clear_message(tmp_path):
     assert not (tmp_path / "c").exists()
 
 
+
+#: one misspelt parameter per notebook and the name the error must suggest
+MISSPELT = {"00_corpus.ipynb": ("n_listn", "n_listen"), "01_dino.ipynb": ("epoch", "epochs"),
+            "02_iterative.ipynb": ("round", "rounds"), "03_ssrl.ipynb": ("queue_length", "queue_len"),
+            "04_compare.ipynb": ("run", "runs"), "05_explore.ipynb": ("embedding", "embeddings")}
+
+
+def test_every_notebook_is_covered_by_the_misspelt_parameter_test():
+    assert set(MISSPELT) == {p.name for p in NB_DIR.glob("*.ipynb")}, "add the new notebook to MISSPELT"
+
+
+@pytest.mark.parametrize("name", sorted(MISSPELT))
+def test_misspelt_parameter_is_refused_before_anything_runs(name, tmp_path):
+    """papermill injects an undeclared name as a new cell; the cell after the parameters refuses it,
+    names the closest valid parameter, lists the valid ones, and no run directory appears."""
+    import papermill as pm
+
+    bad, good = MISSPELT[name]
+    run_dir = tmp_path / "run"
+    with pytest.raises(pm.PapermillExecutionError) as e:
+        pm.execute_notebook(str(NB_DIR / name), str(tmp_path / name), kernel_name="python3", progress_bar=False,
+                            parameters={"profile": "smoke", bad: 3, "run_dir": str(run_dir),
+                                        "corpus": str(tmp_path / "corpus")}, cwd=str(NB_DIR))
+    assert e.value.ename == "ParameterError"
+    msg = e.value.evalue
+    assert f"unknown parameter {bad} (did you mean {good}?)" in msg
+    assert "Valid parameters: profile, corpus, run_dir" in msg and good in msg.split("Valid parameters:")[1]
+    assert not run_dir.exists() and not (tmp_path / "corpus").exists()
+    nb = nbformat.read(tmp_path / name, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    failed = [i for i, c in enumerate(code) if any(o.get("output_type") == "error" for o in c.outputs)]
+    assert failed == [2], f"{name}: the check must fail in the cell right after the injected parameters"
+
+
 @pytest.fixture(scope="session")
 def work(tmp_path_factory):
     return tmp_path_factory.mktemp("notebooks")

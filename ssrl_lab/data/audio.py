@@ -312,29 +312,45 @@ def load_audio(
     corrupt, empty, silent, nonfinite; the last three only with ``check``), or with ``skip=True``
     returns ``None`` and counts the file in ``skip_log`` (default :data:`DEFAULT_SKIP_LOG`).
     """
-    if start_s is not None and start_s < 0:
-        raise ValueError(f"load_audio({path}): start_s must be >= 0, got {start_s}")
-    if dur_s is not None and dur_s <= 0:
-        raise ValueError(f"load_audio({path}): dur_s must be > 0, got {dur_s}")
-    path = Path(path)
     try:
-        data, sr = _decode(path, start_s, dur_s)
-        if data.ndim != 2 or not sr or sr <= 0:
-            raise AudioError(path, "corrupt", f"decoder returned samples of shape {data.shape} at {sr} Hz")
-        wave = data.mean(axis=1) if data.shape[1] > 1 else data.reshape(-1)
-        wave = resample(np.ascontiguousarray(wave, dtype=np.float32), sr, sample_rate)
-        if dur_s is not None:
-            wave = wave[: int(round(dur_s * sample_rate))]
-        if check:
-            if wave.size == 0 and start_s:
-                raise AudioError(path, "empty", f"no samples after start {start_s:.3f} s")
-            check_audio(wave, path, silence_threshold)
-        return wave
+        return load_audio_info(path, start_s, dur_s, sample_rate=sample_rate, check=check,
+                               silence_threshold=silence_threshold)[0]
     except AudioError as e:
         if not skip:
             raise
         (skip_log if skip_log is not None else DEFAULT_SKIP_LOG).add_error(e)
         return None
+
+
+def load_audio_info(
+    path,
+    start_s: float | None = None,
+    dur_s: float | None = None,
+    *,
+    sample_rate: int = SAMPLE_RATE,
+    check: bool = True,
+    silence_threshold: float = SILENCE_THRESHOLD,
+) -> tuple[np.ndarray, AudioInfo]:
+    """:func:`load_audio` (without ``skip``) that also returns what the file held before the
+    conversion: its sample rate, decoded frames and channels (``ssrl_lab.data.check``)."""
+    if start_s is not None and start_s < 0:
+        raise ValueError(f"load_audio({path}): start_s must be >= 0, got {start_s}")
+    if dur_s is not None and dur_s <= 0:
+        raise ValueError(f"load_audio({path}): dur_s must be > 0, got {dur_s}")
+    path = Path(path)
+    data, sr = _decode(path, start_s, dur_s)
+    if data.ndim != 2 or not sr or sr <= 0:
+        raise AudioError(path, "corrupt", f"decoder returned samples of shape {data.shape} at {sr} Hz")
+    info = AudioInfo(int(sr), int(data.shape[0]), int(data.shape[1]))
+    wave = data.mean(axis=1) if data.shape[1] > 1 else data.reshape(-1)
+    wave = resample(np.ascontiguousarray(wave, dtype=np.float32), sr, sample_rate)
+    if dur_s is not None:
+        wave = wave[: int(round(dur_s * sample_rate))]
+    if check:
+        if wave.size == 0 and start_s:
+            raise AudioError(path, "empty", f"no samples after start {start_s:.3f} s")
+        check_audio(wave, path, silence_threshold)
+    return wave, info
 
 
 # -- cropping ------------------------------------------------------------------------------
@@ -408,6 +424,6 @@ def write_audio(path, wave: np.ndarray, sr: int = SAMPLE_RATE, subtype: str = "P
 
 __all__ = [
     "SAMPLE_RATE", "SILENCE_THRESHOLD", "REASONS", "AudioError", "AudioInfo", "SkipLog", "DEFAULT_SKIP_LOG",
-    "audio_info", "audio_duration", "load_audio", "check_audio", "resample", "pad_to", "random_crop",
+    "audio_info", "audio_duration", "load_audio", "load_audio_info", "check_audio", "resample", "pad_to", "random_crop",
     "fixed_crop", "write_audio",
 ]

@@ -14,7 +14,7 @@ after a resume.
 
 Bad files: by default an unreadable / empty / silent file raises :class:`AudioError` naming it.
 With ``skip_bad=True`` another random utterance is substituted and the file is counted in
-:attr:`skip_log` (and logged).
+:attr:`skip_log` (and logged) and noted for the run's skip ledger (:meth:`_CropBase.take_skips`).
 
 ``preload=True`` decodes the whole table once into one int16 array (``WaveCache``) so epochs do
 no file I/O; crops then come from memory.
@@ -91,6 +91,7 @@ class _CropBase(Dataset):
         self.pad = pad
         self.epoch = 0
         self.skip_log = SkipLog()
+        self.new_skips: list[tuple[str, str, str]] = []  # since take_skips(); see ssrl_lab.train.skips
         if isinstance(preload, WaveCache):
             self.cache: WaveCache | None = preload
         elif preload:
@@ -135,8 +136,15 @@ class _CropBase(Dataset):
                     raise AudioError(e.path, e.reason, (e.detail + "; " if e.detail else "")
                                      + "pass skip_bad=True to substitute another utterance") from None
                 self.skip_log.add_error(e)
+                self.new_skips.append((e.path, e.reason, e.detail))
                 i = int(rng.integers(len(self.table)))
         raise RuntimeError(f"{type(self).__name__}: 100 consecutive unreadable utterances; is the corpus readable?")
+
+    def take_skips(self) -> list[tuple[str, str, str]]:
+        """The ``(path, reason, detail)`` of files skipped since the last call (the training loader
+        carries them to the run's skip ledger)."""
+        out, self.new_skips = self.new_skips, []
+        return out
 
     def augment(self, wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if self.augmenter is None:

@@ -156,6 +156,39 @@ def collate(items: list[dict]) -> dict:
     return out
 
 
+SKIPS_KEY = "_skipped"
+
+
+class _CollateNotingSkips:
+    """:func:`collate`, plus the files the dataset skipped while making the batch's items (it runs
+    where the items are made, in a worker process or this one)."""
+
+    def __init__(self, dataset) -> None:
+        self.dataset = dataset
+
+    def __call__(self, items: list[dict]) -> dict:
+        batch = collate(items)
+        take = getattr(self.dataset, "take_skips", None)
+        notes = take() if take is not None else None
+        if notes:
+            batch[SKIPS_KEY] = notes
+        return batch
+
+
+class SkipCountingLoader(DataLoader):
+    """A DataLoader that hands the skip notes of each batch to the running training's ledger
+    (:func:`ssrl_lab.train.skips.record`) and removes them from the batch."""
+
+    def __iter__(self):
+        from .skips import record
+
+        for batch in super().__iter__():
+            notes = batch.pop(SKIPS_KEY, None) if isinstance(batch, dict) else None
+            if notes:
+                record(notes)
+            yield batch
+
+
 def make_loader(dataset, batch_size: int, epoch: int, seed: int, shuffle: bool = True,
                 drop_last: bool = True, num_workers: int = 0) -> DataLoader:
     """A DataLoader for one epoch of ``dataset`` on this rank (``batch_size`` per rank).
@@ -168,9 +201,9 @@ def make_loader(dataset, batch_size: int, epoch: int, seed: int, shuffle: bool =
         dataset.set_epoch(epoch)
     sampler = ShardedSampler(len(dataset), shuffle=shuffle, seed=seed, drop_last=drop_last)
     sampler.set_epoch(epoch)
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-                      collate_fn=collate, drop_last=drop_last, pin_memory=torch.cuda.is_available(),
-                      persistent_workers=False)
+    return SkipCountingLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+                              collate_fn=_CollateNotingSkips(dataset), drop_last=drop_last,
+                              pin_memory=torch.cuda.is_available(), persistent_workers=False)
 
 
 def steps_per_epoch(n_items: int, batch_size: int, drop_last: bool = True) -> int:
@@ -257,7 +290,9 @@ class TrainConfig(Config):
     ``device`` ("auto" = cuda:LOCAL_RANK when CUDA, else cpu); ``amp`` ("auto" = bf16 on CUDA,
     "bf16", "off"); ``num_workers`` (DataLoader processes); ``sync_bn`` ("auto" = on for CUDA with
     several ranks, "on", "off"); ``preload`` (decode the training table into memory once);
-    ``skip_bad`` (substitute unreadable training files instead of raising); ``augment``
+    ``skip_bad`` (substitute unreadable training files instead of raising, and drop those
+    ``python -m ssrl_lab.data.check`` listed before the first step); ``max_skip_fraction`` (stop
+    when more than this share of the training files was skipped; see :mod:`ssrl_lab.train.skips`); ``augment``
     (AugmentConfig fields; ``null`` = no waveform augmentation); ``spec_augment`` (SpecAugment on
     student features); ``eval_every`` (epochs between evaluations; 0 = only at the end);
     ``eval_batch_size``, ``eval_chunk_s``, ``eval_max_len_s``, ``eval_bucket_s`` (embedding extraction;
@@ -275,6 +310,7 @@ class TrainConfig(Config):
     sync_bn: str = "auto"
     preload: bool = False
     skip_bad: bool = False
+    max_skip_fraction: float = 0.01
     encoder: EncoderConfig = dataclasses.field(default_factory=lambda: EncoderConfig.preset("tiny"))
     augment: dict | None = dataclasses.field(default_factory=dict)
     spec_augment: bool = False
@@ -289,6 +325,8 @@ class TrainConfig(Config):
     def validate(self) -> None:
         check(self.amp in ("auto", "bf16", "off"), f"amp must be auto, bf16 or off, got {self.amp!r}")
         check(self.sync_bn in ("auto", "on", "off"), f"sync_bn must be auto, on or off, got {self.sync_bn!r}")
+        check(0.0 <= self.max_skip_fraction <= 1.0,
+              f"max_skip_fraction must be in [0, 1], got {self.max_skip_fraction}")
         check(self.num_workers >= 0, f"num_workers must be >= 0, got {self.num_workers}")
         check(self.eval_every >= 0, f"eval_every must be >= 0, got {self.eval_every}")
         check(self.eval_batch_size >= 1, f"eval_batch_size must be >= 1, got {self.eval_batch_size}")
@@ -376,5 +414,5 @@ def skip_batches(loader: DataLoader, n: int) -> DataLoader:
     if n <= 0:
         return loader
     batches = list(loader.batch_sampler)[n:]
-    return DataLoader(loader.dataset, batch_sampler=batches, num_workers=loader.num_workers,
-                      collate_fn=loader.collate_fn, pin_memory=loader.pin_memory, persistent_workers=False)
+    return SkipCountingLoader(loader.dataset, batch_sampler=batches, num_workers=loader.num_workers,
+                              collate_fn=loader.collate_fn, pin_memory=loader.pin_memory, persistent_workers=False)

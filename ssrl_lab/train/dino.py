@@ -286,7 +286,7 @@ def train(cfg: DINOConfig, *, resume: bool = False, progress: bool = True,
     A NaN / inf loss or a collapsed teacher raises :class:`~ssrl_lab.train.guards.TrainingDiverged`;
     the last checkpoint is kept.
     """
-    from ..data.corpus import open_corpus
+    from .skips import open_training_corpus
     from ..data.datasets import MultiCropDataset
 
     check(bool(cfg.corpus), "DINOConfig.corpus is empty: give --corpus DIR")
@@ -301,7 +301,7 @@ def train(cfg: DINOConfig, *, resume: bool = False, progress: bool = True,
             return done
     world = dist.world_size()
     check(cfg.batch_size % world == 0, f"batch_size={cfg.batch_size} must be divisible by the world size {world}")
-    corpus = open_corpus(cfg.corpus)
+    corpus = open_training_corpus(cfg, run)  # drops check-listed bad files; counts skips
     train_table = corpus.train.without_speakers()
     check_world(len(train_table), world)
 

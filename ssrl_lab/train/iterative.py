@@ -123,7 +123,7 @@ def train(cfg: IterativeConfig, *, resume: bool = False, progress: bool = True,
     ``stop_after=(round, epoch)``: stop after that epoch's checkpoint of that round (tests).
     """
     from ..cluster import cluster_report
-    from ..data.corpus import open_corpus
+    from .skips import open_training_corpus
     from ..models import EncoderConfig, SpeakerNet
     from .dino import load_teacher_backbone
 
@@ -135,7 +135,7 @@ def train(cfg: IterativeConfig, *, resume: bool = False, progress: bool = True,
     run = RunDir(cfg.run_dir, cfg.to_dict(), resume=resume)
     if resume and run.read_results() is not None:
         return run.read_results()
-    corpus = open_corpus(cfg.corpus)
+    corpus = open_training_corpus(cfg, run)  # drops check-listed bad files; counts skips
     table = corpus.train.without_speakers()
     true = corpus.train.speaker_codes()[0]
 

@@ -9,6 +9,7 @@ Layout (``outputs/<run-name>/``)::
     plots/             figures
     results.json       the final evaluation ({"system", "eer", "eer_all_pairs", ...})
     scores.npz         trial ``scores`` and ``labels`` of the final evaluation
+    skipped.tsv        every training file skipped (up front or while training; see ssrl_lab.train.skips)
 
 Only the main process (rank 0) writes; on other ranks every writer is a no-op, readers work.
 """
@@ -25,6 +26,7 @@ import numpy as np
 from ..config import ConfigError
 from ..utils.io import append_jsonl, atomic_numpy_save, atomic_torch_save, atomic_write_json, read_jsonl
 from . import distributed as dist
+from .skips import DEFAULT_MAX_FRACTION, SkipLedger
 
 log = logging.getLogger("ssrl_lab.train.run")
 
@@ -73,6 +75,7 @@ class RunDir:
         self.config = dict(config_dict)
         self.resume = bool(resume)
         self.writer = dist.is_main()
+        self.skips = SkipLedger(float(self.config.get("max_skip_fraction", DEFAULT_MAX_FRACTION)))
         old_cfg = self.path / "config.json"
         if old_cfg.exists():
             try:
@@ -127,9 +130,15 @@ class RunDir:
 
     # -- metrics -------------------------------------------------------------------------
     def log_metrics(self, record: Mapping[str, Any]) -> None:
-        """Append one line to metrics.jsonl (rank 0 only)."""
+        """Append one line to metrics.jsonl (rank 0 writes; every rank calls it: the skip counts
+        of all ranks are gathered here), with the training files skipped since the previous line;
+        stops the run when the skips exceed ``max_skip_fraction`` (:mod:`ssrl_lab.train.skips`)."""
+        rec = self.skips.annotate(record)
         if self.writer:
-            append_jsonl(self.metrics_path, dict(record))
+            append_jsonl(self.metrics_path, rec)
+        if rec.get("skipped"):
+            self.skips.write_tsv(self.path)
+        self.skips.check_limit()
 
     def read_metrics(self) -> list[dict]:
         return read_jsonl(self.metrics_path)
@@ -155,9 +164,12 @@ class RunDir:
         The state gets ``n_metrics`` (lines in metrics.jsonl at save time) so a resume can drop
         lines logged after it.
         """
+        self.skips.gather()  # collective: every rank saves
         if self.writer:
             state = dict(state)
             state.setdefault("n_metrics", len(self.read_metrics()))
+            if self.skips.active:
+                state["skips"] = self.skips.state_dict()
             cur = self.path / f"{name}.pt"
             if cur.exists():
                 os.replace(cur, self.path / f"{name}.prev.pt")
@@ -179,13 +191,26 @@ class RunDir:
         return stale
 
     def load_checkpoint(self, name: str = "checkpoint", map_location="cpu") -> dict | None:
-        """The latest readable checkpoint (falling back to ``<name>.prev.pt``), or None."""
-        return read_checkpoint(self.path, name, map_location)
+        """The latest readable checkpoint (falling back to ``<name>.prev.pt``), or None; restores
+        the skip counts saved with it."""
+        ckpt = read_checkpoint(self.path, name, map_location)
+        if ckpt is not None and ckpt.get("skips"):
+            self.skips.load_state_dict(ckpt["skips"])
+        return ckpt
 
     # -- results -------------------------------------------------------------------------
     def write_results(self, results: Mapping[str, Any], name: str = "results.json") -> None:
+        """Write ``name`` (rank 0) with the run's ``skipped`` block when it trained on a corpus
+        (added to ``results`` itself too, so that what a trainer returns equals the file)."""
+        if self.skips.active:
+            skipped = self.skips.summary()
+            if isinstance(results, dict):
+                results["skipped"] = skipped
+            results = {**results, "skipped": skipped}
+            self.skips.write_tsv(self.path)
+        results = dict(results)
         if self.writer:
-            atomic_write_json(self.path / name, dict(results))
+            atomic_write_json(self.path / name, results)
 
     def read_results(self, name: str = "results.json") -> dict | None:
         p = self.path / name

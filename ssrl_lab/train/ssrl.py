@@ -351,7 +351,7 @@ def train(cfg: SSRLConfig, *, resume: bool = False, progress: bool = True,
     :class:`~ssrl_lab.train.signals.TrainingInterrupted`. A NaN / inf loss raises
     :class:`~ssrl_lab.train.guards.TrainingDiverged`; the last good checkpoint is kept.
     """
-    from ..data.corpus import open_corpus
+    from .skips import open_training_corpus
     from ..data.datasets import PairCropDataset
     from ..labels import EpochHistory, masked_argmax, sinkhorn_assign
     from ..labels.state import PseudoLabelState
@@ -367,7 +367,7 @@ def train(cfg: SSRLConfig, *, resume: bool = False, progress: bool = True,
         return run.read_results()
     world = dist.world_size()
     check(cfg.batch_size % world == 0, f"batch_size={cfg.batch_size} must be divisible by the world size {world}")
-    corpus = open_corpus(cfg.corpus)
+    corpus = open_training_corpus(cfg, run)  # drops check-listed bad files; counts skips
     table = corpus.train.without_speakers()
     true = corpus.train.speaker_codes()[0]
     has_true = bool((true >= 0).any())

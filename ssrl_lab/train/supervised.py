@@ -45,7 +45,7 @@ PROFILES: dict[str, dict] = {
 def train(cfg: SupervisedConfig, *, resume: bool = False, progress: bool = True,
           stop_after_epoch: int | None = None) -> dict | None:
     """Train on the true labels; returns the results (also results.json)."""
-    from ..data.corpus import open_corpus
+    from .skips import open_training_corpus
 
     check(bool(cfg.corpus), "SupervisedConfig.corpus is empty: give --corpus DIR")
     check(bool(cfg.run_dir), "SupervisedConfig.run_dir is empty: give --run-dir DIR")
@@ -54,7 +54,7 @@ def train(cfg: SupervisedConfig, *, resume: bool = False, progress: bool = True,
     run = RunDir(cfg.run_dir, cfg.to_dict(), resume=resume)
     if resume and run.read_results() is not None:
         return run.read_results()
-    corpus = open_corpus(cfg.corpus)
+    corpus = open_training_corpus(cfg, run)  # drops check-listed bad files; counts skips
     labels, names = corpus.train.speaker_codes()
     if (labels < 0).any():
         raise ConfigError(f"corpus {cfg.corpus}: {(labels < 0).sum()} training utterances have no speaker label; "
