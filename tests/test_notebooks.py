@@ -12,7 +12,7 @@ from ssrl_lab.notebook_params import repo_root
 
 NB_DIR = repo_root() / "notebooks"
 NOTEBOOKS = ["00_corpus.ipynb", "01_dino.ipynb", "02_iterative.ipynb", "03_ssrl.ipynb", "04_compare.ipynb",
-             "05_explore.ipynb"]
+             "05_explore.ipynb", "06_study.ipynb"]
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
@@ -69,7 +69,8 @@ def test_bad_parameter_fails_fast_with_a_clear_message(tmp_path):
 #: one misspelt parameter per notebook and the name the error must suggest
 MISSPELT = {"00_corpus.ipynb": ("n_listn", "n_listen"), "01_dino.ipynb": ("epoch", "epochs"),
             "02_iterative.ipynb": ("round", "rounds"), "03_ssrl.ipynb": ("queue_length", "queue_len"),
-            "04_compare.ipynb": ("run", "runs"), "05_explore.ipynb": ("embedding", "embeddings")}
+            "04_compare.ipynb": ("run", "runs"), "05_explore.ipynb": ("embedding", "embeddings"),
+            "06_study.ipynb": ("seed", "seeds")}
 
 
 def test_every_notebook_is_covered_by_the_misspelt_parameter_test():
