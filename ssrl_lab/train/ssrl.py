@@ -56,7 +56,7 @@ from ..labels.epoch_end import MASKINGS, NOISE_MODELS
 from ..labels.noise import RECIPES as GMM_RECIPES
 from . import distributed as dist
 from .classifier import ClassifierModel
-from .context import (TrainConfig, result_fields, autocast, build_augmenter, build_spec_augment, clip_gradients, eval_summary,
+from .context import (TrainConfig, result_fields, autocast, build_augmenter, build_batch_augment, compile_encoders, build_spec_augment, clip_gradients, eval_summary,
                       evaluate_model, make_loader, progress as progress_bar, resolve_device, rng_state,
                       seed_everything, set_lr_wd, set_rng_state, skip_batches, steps_per_epoch, sync_bn_enabled,
                       wrap_ddp)
@@ -381,6 +381,7 @@ def train(cfg: SSRLConfig, *, resume: bool = False, progress: bool = True,
     student, teacher = build_models(cfg, device)
     teacher.eval()
     sync_bn = sync_bn_enabled(cfg, device)
+    compile_encoders(cfg, student, teacher)
     student_ddp = wrap_ddp(student, device, sync_bn)
     student_mod = unwrap(student_ddp)
     params = student_mod.parameters() if cfg.decay_all_params else None
@@ -393,6 +394,7 @@ def train(cfg: SSRLConfig, *, resume: bool = False, progress: bool = True,
 
     dataset = PairCropDataset(table, cfg.student_s, cfg.teacher_s, build_augmenter(cfg, table), seed=cfg.seed,
                               skip_bad=cfg.skip_bad, preload=cfg.preload)
+    batch_aug = build_batch_augment(cfg, table, device)
     per_rank = cfg.batch_size // world
     spe = steps_per_epoch(n, per_rank)
     check(spe >= 1, f"the training table ({n} utterances) is smaller than one batch ({cfg.batch_size})")
@@ -498,6 +500,7 @@ def train(cfg: SSRLConfig, *, resume: bool = False, progress: bool = True,
                 it = epoch * spe + step
                 t_step = timer.now()
                 set_lr_wd(optimizer, lr_s[it])
+                batch = batch_aug(batch, epoch)
                 idx = batch["index"].to(device, non_blocking=True)
                 xs = batch["student"].to(device, non_blocking=True)
                 if cfg.max_normalize:
