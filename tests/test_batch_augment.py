@@ -112,6 +112,14 @@ def test_reverb_matches_the_loader_side_reverberate():
     y = reverberate_rows(torch.from_numpy(x), bank, direct).numpy()
     for i in range(3):
         np.testing.assert_allclose(y[i], reverberate(x[i], rirs[i]), atol=2e-5)
+    # the augmenter's path (RIR spectra cached per crop length) gives the same rows
+    aug = BatchAugmenter(_only("reverb"), seed=0)
+    xb = _speech(6)
+    yb = aug(xb, torch.arange(6), epoch=0)
+    pick = np.minimum((aug.draws(np.arange(6), 0)["u"][:, 2] * aug._rirs.n).astype(np.int64), aug._rirs.n - 1)
+    bank = aug._ref._synthetic_rirs()
+    for i in range(6):
+        np.testing.assert_allclose(yb[i].numpy(), reverberate(xb[i].numpy(), bank[pick[i]]), atol=2e-5)
 
 
 def test_the_two_paths_draw_the_same_distribution_of_kinds():

@@ -151,20 +151,46 @@ def mix_rows_at_snr(speech: torch.Tensor, noise: torch.Tensor, snr_db: torch.Ten
     return speech + g.unsqueeze(1) * noise
 
 
-def reverberate_rows(speech: torch.Tensor, rirs: torch.Tensor, direct: torch.Tensor) -> torch.Tensor:
+def fast_fft_len(n: int) -> int:
+    """The smallest ``2^a 3^b 5^c >= n`` (a length every FFT library transforms quickly)."""
+    best = 1 << max(0, (n - 1).bit_length())
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            m = p35
+            while m < n:
+                m *= 2
+            best = min(best, m)
+            p35 *= 3
+        p5 *= 5
+    return best
+
+
+def reverberate_rows(speech: torch.Tensor, rirs: torch.Tensor, direct: torch.Tensor,
+                     spectra: tuple[torch.Tensor, int] | None = None) -> torch.Tensor:
     """Row-wise :func:`~ssrl_lab.data.augment.reverberate`: linear FFT convolution of each row
     with its RIR, the output aligned on the RIR's direct path (``direct``, per row) and rescaled to
-    the dry power of the row."""
+    the dry power of the row. ``spectra``: ``(rfft of the RIRs, n_fft)`` when already computed
+    (``n_fft`` at least :func:`reverb_fft_len` of these rows)."""
     R, n = speech.shape
-    L = min(rirs.shape[1], n + int(direct.max()) + 1 if R else 1)  # later taps cannot reach the output
-    rirs = rirs[:, :L]
-    n_fft = 1 << math.ceil(math.log2(max(n + L - 1, 2)))
-    y = torch.fft.irfft(torch.fft.rfft(speech, n_fft) * torch.fft.rfft(rirs, n_fft), n_fft)
+    if spectra is None:
+        n_fft = reverb_fft_len(n, rirs.shape[1], int(direct.max()))
+        H = torch.fft.rfft(rirs[:, : min(rirs.shape[1], n_fft - n + 1)], n_fft)
+    else:
+        H, n_fft = spectra
+    y = torch.fft.irfft(torch.fft.rfft(speech, n_fft) * H, n_fft)
     y = torch.gather(y, 1, direct.unsqueeze(1) + torch.arange(n, device=speech.device))
     py, ps = power_rows(y), power_rows(speech)
     gain = torch.where(py >= _EPS, torch.sqrt(ps / py.clamp_min(_EPS)), torch.zeros_like(py))
     out = y * gain.to(y.dtype).unsqueeze(1)
     return torch.where((py >= _EPS).unsqueeze(1), out, speech)
+
+
+def reverb_fft_len(n: int, rir_len: int, max_direct: int) -> int:
+    """FFT length of a linear convolution of ``n`` samples with RIRs cut to the taps that can
+    reach the kept output (``n + max_direct`` of them)."""
+    return fast_fft_len(n + min(rir_len, n + max_direct + 1) - 1)
 
 
 class BatchAugmenter:
@@ -188,6 +214,7 @@ class BatchAugmenter:
         self._cum[-1] = 1.0 + 1e-9
         self._sources: dict[str, DeviceSource] = {}
         self._rirs: DeviceRIRs | None = None
+        self._rir_spectra: dict[int, torch.Tensor] = {}  # n_fft -> rfft of the whole (small) RIR bank
         self._loaded = False
         self.last_kinds: np.ndarray = np.zeros(0, dtype=np.int64)
 
@@ -301,7 +328,8 @@ class BatchAugmenter:
             pick = np.minimum((u[rows, _D_SRC] * self._rirs.n).astype(np.int64), self._rirs.n - 1)
             pick_t = torch.from_numpy(pick).to(dev)
             r_t = torch.from_numpy(rows).to(dev)
-            out[r_t] = reverberate_rows(x[r_t], self._rirs.bank[pick_t], self._rirs.direct[pick_t])
+            out[r_t] = reverberate_rows(x[r_t], self._rirs.bank[pick_t], self._rirs.direct[pick_t],
+                                        self._spectra(n, pick_t))
         for k in ADDITIVE:
             rows = np.flatnonzero(kind == KINDS.index(k))
             if not len(rows):
@@ -314,6 +342,19 @@ class BatchAugmenter:
                 noise = src.crops(u[rows, _D_SRC], u[rows, _D_OFF], u[rows, _D_SIGN], n)
             out[r_t] = mix_rows_at_snr(x[r_t], noise, torch.from_numpy(snr[rows]).to(dev))
         return out
+
+    def _spectra(self, n: int, pick: torch.Tensor) -> tuple[torch.Tensor, int] | None:
+        """The picked RIRs' spectra for crops of ``n`` samples, from a cache per crop length when
+        the bank is small (the built-in 128; up to 2,048 files), else None (computed per call)."""
+        bank = self._rirs
+        if bank.n > 2048:
+            return None
+        n_fft = reverb_fft_len(n, bank.bank.shape[1], int(bank.direct.max()))
+        H = self._rir_spectra.get(n_fft)
+        if H is None:
+            H = torch.fft.rfft(bank.bank[:, : min(bank.bank.shape[1], n_fft - n + 1)], n_fft)
+            self._rir_spectra[n_fft] = H
+        return H[pick], n_fft
 
     def _babble(self, x: torch.Tensor, index: np.ndarray, rows: np.ndarray, u: np.ndarray, n: int) -> torch.Tensor:
         """Sum of 3-6 unit-power talkers per row: MUSAN speech crops, or other rows of the batch."""
