@@ -158,6 +158,8 @@ def test_hook_augments_views_and_student_only():
     x = _speech(4)
     batch = {"views": [x, x[:, :8000].clone()], "student": x, "teacher": x, "index": torch.arange(4)}
     out = hook(batch, 0)
+    wave = hook({"wave": x, "label": torch.zeros(4), "index": torch.arange(4)}, 0)  # classifier batches
+    assert not torch.equal(wave["wave"], x) and torch.equal(wave["wave"], out["student"])
     assert not torch.equal(out["views"][0], x) and not torch.equal(out["views"][1], x[:, :8000])
     assert not torch.equal(out["views"][0][:, :8000], out["views"][1])  # each view its own draws
     assert not torch.equal(out["student"], x) and out["teacher"] is x
@@ -247,3 +249,22 @@ def test_loader_side_builds_no_batch_augmenter_and_batch_side_no_loader_augmente
     assert out.shape == batch["views"][0].shape and not torch.equal(out, batch["views"][0])
     with pytest.raises(ConfigError, match="augment_on"):
         cfg.replace(augment_on="gpu")
+
+
+def test_ssrl_and_vox_profiles_with_in_batch_augmentation(smoke_corpus, smoke_dino, tmp_path, monkeypatch):
+    from ssrl_lab.data import batch_augment
+    from ssrl_lab.train import dino, ssrl
+
+    assert dino.DINOConfig.profile("vox").augment_on == "batch"
+    assert ssrl.SSRLConfig.profile("vox", dino_run="x").augment_on == "batch"
+    for p in ("smoke", "demo"):  # the CPU profiles keep the loader-side path (their reference numbers)
+        assert dino.DINOConfig.profile(p).augment_on == "loader"
+        assert ssrl.SSRLConfig.profile(p, dino_run="x").augment_on == "loader"
+    seen = []
+    real = batch_augment.BatchAugmenter.__call__
+    monkeypatch.setattr(batch_augment.BatchAugmenter, "__call__",
+                        lambda self, x, *a, **kw: (seen.append(tuple(x.shape)), real(self, x, *a, **kw))[1])
+    cfg = ssrl.SSRLConfig.profile("smoke", corpus=str(smoke_corpus), run_dir=str(tmp_path / "s"), dino_run=str(smoke_dino),
+                                  device="cpu", epochs=1, max_steps_per_epoch=2, augment={}, augment_on="batch")
+    res = ssrl.train(cfg, progress=False)
+    assert seen == [(8, 16000)] * 2 and 0 <= res["eer"] <= 100  # the student crops only, every step
