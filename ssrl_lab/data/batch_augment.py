@@ -2,7 +2,7 @@
 
 :class:`BatchAugmenter` applies the same kinds, odds and SNR ranges as the loader-side
 :class:`~ssrl_lab.data.augment.Augmenter` (reverberation; additive noise, music and babble at a
-per-crop SNR; or nothing), but to the batch tensor on the device where the model runs, so the
+per-crop SNR; babble and music together; or nothing), but to the batch tensor on the device where the model runs, so the
 DataLoader workers only decode and crop:
 
 * **Sources** are loaded once per process and kept on the device as one flat tensor per kind:
@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from .audio import SAMPLE_RATE, SkipLog, load_audio
-from .augment import ADDITIVE, KINDS, AugmentConfig, Augmenter
+from .augment import ADDITIVE, KINDS, SOURCES, AugmentConfig, Augmenter
 from .table import UtteranceTable
 
 log = logging.getLogger("ssrl_lab.data.batch_augment")
@@ -45,8 +45,9 @@ _EPS = 1e-12
 _M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 #: batch keys whose crops are augmented (DINO views, classifier crops, the SSRL student crop)
 AUGMENTED_KEYS = ("views", "wave", "student")
-# draws per row: kind, snr, source, offset, polarity, talkers, then one (source, offset) per talker
-_D_KIND, _D_SNR, _D_SRC, _D_OFF, _D_SIGN, _D_TALK, _D_BABBLE = range(7)
+# draws per row: kind, snr, source, offset, polarity, talkers, the music part of babble_music
+# (source, offset, polarity), then one (source, offset) per talker
+_D_KIND, _D_SNR, _D_SRC, _D_OFF, _D_SIGN, _D_TALK, _D_MSRC, _D_MOFF, _D_MSIGN, _D_BABBLE = range(10)
 
 
 # -- counter-based random numbers ----------------------------------------------------------
@@ -235,7 +236,7 @@ class BatchAugmenter:
             from .augment import SourceBank
 
             lo, hi = self.cfg.babble_speakers
-            j = 1 + ADDITIVE.index(kind)
+            j = 1 + SOURCES.index(kind)
             bank = SourceBank(kind, 16, int(self.cfg.bank_clip_s * SAMPLE_RATE), self.seed * 7 + j, (lo, hi))
         return [c.astype(np.float32) for c in bank.prepare().clips]
 
@@ -245,11 +246,11 @@ class BatchAugmenter:
             return self
         cfg, files = self.cfg, self._ref._files
         for kind in ("noise", "music"):
-            if getattr(cfg, f"p_{kind}") > 0:
+            if getattr(cfg, f"p_{kind}") > 0 or (kind == "music" and cfg.p_babble_music > 0):
                 clips = self._load_files(files[kind], kind)
                 self._sources[kind] = (DeviceSource(clips, self.device, False, False, kind) if clips
                                        else DeviceSource(self._bank_clips(kind), self.device, True, True, kind))
-        if cfg.p_babble > 0:
+        if cfg.p_babble > 0 or cfg.p_babble_music > 0:
             clips = self._load_files(files["speech"], "speech") if self.babble_mode == "musan" else []
             if clips:
                 self._sources["speech"] = DeviceSource(clips, self.device, False, False, "speech")
@@ -335,13 +336,20 @@ class BatchAugmenter:
             if not len(rows):
                 continue
             r_t = torch.from_numpy(rows).to(dev)
-            if k == "babble" and self.babble_mode != "synthetic" and not (self.babble_mode == "table" and B < 2):
-                noise = self._babble(x, index, rows, u, n)
+            if k == "babble":
+                noise = self._babble_or_bank(x, rows, u, n)
+            elif k == "babble_music":  # unit-power babble plus unit-power music, as the Augmenter
+                music = self._sources["music"].crops(u[rows, _D_MSRC], u[rows, _D_MOFF], u[rows, _D_MSIGN], n)
+                noise = _unit(self._babble_or_bank(x, rows, u, n)) + _unit(music)
             else:
-                src = self._sources["babble" if k == "babble" else k]
-                noise = src.crops(u[rows, _D_SRC], u[rows, _D_OFF], u[rows, _D_SIGN], n)
+                noise = self._sources[k].crops(u[rows, _D_SRC], u[rows, _D_OFF], u[rows, _D_SIGN], n)
             out[r_t] = mix_rows_at_snr(x[r_t], noise, torch.from_numpy(snr[rows]).to(dev))
         return out
+
+    def _babble_or_bank(self, x: torch.Tensor, rows: np.ndarray, u: np.ndarray, n: int) -> torch.Tensor:
+        if self.babble_mode == "synthetic" or (self.babble_mode == "table" and x.shape[0] < 2):
+            return self._sources["babble"].crops(u[rows, _D_SRC], u[rows, _D_OFF], u[rows, _D_SIGN], n)
+        return self._babble(x, rows, u, n)
 
     def _spectra(self, n: int, pick: torch.Tensor) -> tuple[torch.Tensor, int] | None:
         """The picked RIRs' spectra for crops of ``n`` samples, from a cache per crop length when
@@ -356,7 +364,7 @@ class BatchAugmenter:
             self._rir_spectra[n_fft] = H
         return H[pick], n_fft
 
-    def _babble(self, x: torch.Tensor, index: np.ndarray, rows: np.ndarray, u: np.ndarray, n: int) -> torch.Tensor:
+    def _babble(self, x: torch.Tensor, rows: np.ndarray, u: np.ndarray, n: int) -> torch.Tensor:
         """Sum of 3-6 unit-power talkers per row: MUSAN speech crops, or other rows of the batch."""
         lo, hi = self.cfg.babble_speakers
         talkers = lo + np.minimum((u[rows, _D_TALK] * (hi - lo + 1)).astype(np.int64), hi - lo)
@@ -373,9 +381,13 @@ class BatchAugmenter:
             else:  # another utterance of the batch: any row but this one
                 other = (r + 1 + np.minimum((us * (B - 1)).astype(np.int64), B - 2)) % B
                 t = x[torch.from_numpy(other).to(dev)]
-            t = t / (t.to(torch.float64).square().mean(dim=1, keepdim=True).sqrt() + 1e-6).to(t.dtype)
-            out[torch.from_numpy(np.flatnonzero(use)).to(dev)] += t
+            out[torch.from_numpy(np.flatnonzero(use)).to(dev)] += _unit(t)
         return out
+
+
+def _unit(t: torch.Tensor) -> torch.Tensor:
+    """Rows scaled to unit power (``x / (rms + 1e-6)``, as the Augmenter's babble)."""
+    return t / (t.to(torch.float64).square().mean(dim=1, keepdim=True).sqrt() + 1e-6).to(t.dtype)
 
 
 def augment_batch_fn(aug: BatchAugmenter | None) -> Callable[[dict, int], dict]:
