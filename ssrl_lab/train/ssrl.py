@@ -232,7 +232,7 @@ PROFILES: dict[str, dict] = {
                 label_fixed_epochs=5, queue_len=5, lr_fixed=1e-4, lr_update=5e-4, lr_final=1e-5, weight_decay=5e-5,
                 ema_start=0.999, ema_end=0.9999, augment=dict(STUDENT_AUG),
                 eval_every=1, num_workers=8, eval_batch_size=1, embed_max_len_s=20.0, embed_chunk_s=4.0,
-                augment_on="batch"),  # bench/loader.py: more items per worker (1.3-1.5x FLAC, 25-28x packed)
+                augment_on="batch"),  # bench/loader.py: more items per worker (1.3-1.4x FLAC, 21-27x packed)
 }
 
 
