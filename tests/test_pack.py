@@ -25,7 +25,11 @@ def test_packed_and_unpacked_readers_give_identical_samples_for_every_utterance(
     a, b = open_corpus(smoke_corpus), open_corpus(out)
     assert rep["splits"]["train"]["shards"] > 1 and rep["splits"]["train"]["skipped"] == 0
     assert len(b.trials) == len(a.trials) and b.trials.label.tolist() == a.trials.label.tolist()
-    for split in ("train", "test"):
+    splits = ("train", "test") + (("dev",) if a.dev is not None else ())
+    assert set(rep["splits"]) == set(splits)
+    if a.dev is not None and a.dev_trials is not None:
+        assert b.dev_trials.label.tolist() == a.dev_trials.label.tolist()
+    for split in splits:
         ta, tb = getattr(a, split), getattr(b, split)
         assert tb.utt_id == ta.utt_id and tb.speaker == ta.speaker and tb.session == ta.session
         for i in range(len(ta)):

@@ -2,13 +2,15 @@
 
 ::
 
-    python -m ssrl_lab.data.pack --corpus DIR --out DIR [--shard-mb 512] [--splits train,test] [--workers N]
+    python -m ssrl_lab.data.pack --corpus DIR --out DIR [--shard-mb 512] [--splits train,test,dev] [--workers N]
 
 Every utterance of the corpus's splits is decoded once (wav/flac with soundfile, m4a/aac with
 PyAV, resampled to 16 kHz, stereo averaged), quantised to int16 and appended to
 ``OUT/<split>/shard-NNNNN.pcm16``; ``OUT/<split>/index.tsv`` lists utterance, speaker, session,
 shard, offset and length, and ``OUT/corpus.json`` names the packed splits (``format: "packed"``)
-and a copy of the trial list. Splits not packed keep their original spec (absolute paths).
+and copies of the trial lists (``trials``, and ``dev_trials`` when the corpus has a dev split).
+By default every split the corpus has is packed (train, test, and dev when present); splits not
+packed keep their original spec (absolute paths).
 
 * **Atomic and resumable per shard.** Utterances are assigned to shards up front (by the
   table's durations, ``--shard-mb`` of int16 each) and the plan is written to ``OUT/pack.json``.
@@ -41,7 +43,7 @@ from .table import UtteranceTable
 
 log = logging.getLogger("ssrl_lab.data.pack")
 PLAN_FILE = "pack.json"
-SPLITS = ("train", "test")
+SPLITS = ("train", "test", "dev")
 
 
 class PackError(RuntimeError):
@@ -120,19 +122,20 @@ def _check_out(out: Path, plan: dict) -> bool:
     return False
 
 
-def pack_corpus(corpus, out, shard_mb: float = 512.0, splits=SPLITS, workers: int = 1) -> dict:
+def pack_corpus(corpus, out, shard_mb: float = 512.0, splits=None, workers: int = 1) -> dict:
     """Pack ``corpus`` (a corpus directory) into ``out``; returns the final report (also in
-    ``out/pack.json``). See the module doc."""
+    ``out/pack.json``). ``splits``: None = every split the corpus has. See the module doc."""
     t0 = time.perf_counter()
     corpus_dir = Path(corpus).expanduser().resolve()
     out = Path(out).expanduser().resolve()
-    splits = tuple(splits)
-    bad = [s for s in splits if s not in SPLITS]
-    if bad or not splits:
-        raise PackError(f"--splits: unknown split(s) {bad}; valid: {', '.join(SPLITS)}")
     if shard_mb <= 0:
         raise PackError(f"--shard-mb must be > 0, got {shard_mb}")
     c = open_corpus(corpus_dir)
+    present = tuple(s for s in SPLITS if getattr(c, s, None) is not None)
+    splits = present if splits is None else tuple(splits)
+    bad = [s for s in splits if s not in present]
+    if bad or not splits:
+        raise PackError(f"--splits: unknown or absent split(s) {bad}; this corpus has: {', '.join(present)}")
     tables = {s: getattr(c, s) for s in splits}
     shard_bytes = int(shard_mb * 2**20)
     plan = {"corpus": str(corpus_dir), "shard_bytes": shard_bytes, "splits": list(splits),
@@ -175,14 +178,16 @@ def pack_corpus(corpus, out, shard_mb: float = 512.0, splits=SPLITS, workers: in
                                "bytes": 2 * sum(r[5] for r in rows),
                                "skipped_now": [p for r in done for p in r["skipped"]][:1000]}
     spec = dict(c.spec)
-    trials_src = Path(spec["trials"]) if Path(spec["trials"]).is_absolute() else corpus_dir / spec["trials"]
-    atomic_write_bytes(out / "trials.txt", trials_src.read_bytes())
-    new = {"name": f"{spec['name']}-packed", "trials": "trials.txt",
-           "description": f"{c.name} packed by ssrl_lab.data.pack from {corpus_dir}"}
+    new = {"name": f"{spec['name']}-packed", "description": f"{c.name} packed by ssrl_lab.data.pack from {corpus_dir}"}
+    for key in ("trials", "dev_trials"):
+        if spec.get(key):
+            src = Path(spec[key]) if Path(spec[key]).is_absolute() else corpus_dir / spec[key]
+            atomic_write_bytes(out / f"{key}.txt", src.read_bytes())
+            new[key] = f"{key}.txt"
     for s in SPLITS:
         if s in splits:
             new[s] = {"format": "packed", "path": s}
-        else:  # keep the original spec, its relative paths made absolute
+        elif s in spec:  # keep the original spec, its relative paths made absolute
             orig = dict(spec[s]) if isinstance(spec[s], dict) else {"format": "table", "path": spec[s]}
             for key in ("path", "root", "cache_dir"):
                 if key in orig and isinstance(orig[key], str) and not Path(orig[key]).is_absolute():
@@ -199,12 +204,12 @@ def main(argv=None) -> int:
     ap.add_argument("--corpus", required=True, help="corpus directory (with corpus.json)")
     ap.add_argument("--out", required=True, help="output directory (new or empty, or an unfinished packing to resume)")
     ap.add_argument("--shard-mb", type=float, default=512.0, help="int16 megabytes per shard (default 512)")
-    ap.add_argument("--splits", default="train,test", help="splits to pack (default train,test)")
+    ap.add_argument("--splits", default="", help="splits to pack, e.g. train,test (default: every split the corpus has)")
     ap.add_argument("--workers", type=int, default=1, help="processes decoding shards in parallel (default 1)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     try:
-        rep = pack_corpus(args.corpus, args.out, args.shard_mb, [s for s in args.splits.split(",") if s],
+        rep = pack_corpus(args.corpus, args.out, args.shard_mb, [s for s in args.splits.split(",") if s] or None,
                           max(1, args.workers))
     except (PackError, FileNotFoundError, ValueError) as e:
         print(f"pack: {e}", file=sys.stderr)
