@@ -9,13 +9,21 @@
 #                1,000,000 x 192 clustered embeddings; compare seconds per iteration
 #   steps        paper-size DINO and SSRL steps (bf16): utt/s, the teacher's share, peak memory
 #   train        the real trainers (DINO, then SSRL with k-means and label updates) on a generated
-#                VoxCeleb-layout corpus: utt/s with loading and augmentation, the teacher's share
+#                VoxCeleb-layout corpus: utt/s with loading and augmentation in the workers (today's
+#                path), the teacher's share, and each trainer's utt/s as a share of the bare step
+#   train-batch  the same with augment_on=batch (augmentation on the GPU after the loader) from the
+#                packed format (ssrl_lab.data.pack): the share of the bare step (goal: 90 % or more)
+#   steps-compile  the paper-size steps of `steps` with compile=true (torch.compile of the
+#                encoders): bf16 TFLOP/s with and without compile, side by side with `steps`
 #   embed        embedding extraction through the real pipeline against the encoder alone
 #   fbank        our batched log-Mel on the GPU against torchaudio's per-file Kaldi fbank
 #   ddp-1gpu     the SSRL smoke run under torchrun with two ranks sharing the one GPU (gloo)
 # Environment: PY (python), GPU_CHECK_CORPUS (a SynthVox corpus already built: skips the build,
 # which needs espeakng-loader), KMEANS_N (default 1000000), GPU_CHECK_ONLY (space-separated
-# section names: run only those; smoke must run before ddp-1gpu). Logs and JSON land in OUT_DIR.
+# section names: run only those; smoke must run before ddp-1gpu, steps before train and train-batch).
+# Logs and JSON land in OUT_DIR. The whole script now takes more than the device tool's 10 minutes a
+# command: run it in two calls, e.g. GPU_CHECK_ONLY="corpus cuda-tests smoke kmeans steps fbank ddp-1gpu"
+# then GPU_CHECK_ONLY="steps train train-batch steps-compile embed" (same OUT_DIR).
 # Record the summary it prints, with the device, in bench/RESULTS.md.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -99,16 +107,23 @@ if [ "$DEV" = cpu ]; then
   STEP_B=(--dino-batches 2 --ssrl-batches 2) STEP_B2=(--dino-batches "" --ssrl-batches 4)
   EMB=(--device cpu --n 12 --presets tiny --batch 4 --workers 2 --repeats 2) FB=(--device cpu --batch 4)
   TRAIN=(--device cpu --encoder micro --speakers 6 --utts 6 --dino-batch 4 --ssrl-batch 4 --k 6 --steps 2 --workers 0
-         --prototypes 64)
+         --prototypes 64 --dino-epochs 1)
+  COMPILE=()  # torch.compile takes minutes on a CPU: the section is skipped in the script check
 else
   KM=(--n "${KMEANS_N:-1000000}" --k 8000 --faiss-iters "${FAISS_ITERS:-3}") STEP=(--device cuda) STEP_B=() STEP_B2=(--dino-batches "" --ssrl-batches 240)
   EMB=(--device cuda --n 3000 --presets ecapa_c512,ssrl_paper --batch 128 --workers 8) FB=(--device cuda --batch 128)
-  TRAIN=(--device cuda --speakers 100 --utts 40 --dino-batch 120 --ssrl-batch 240 --steps 30 --workers 12)
+  TRAIN=(--device cuda --speakers 100 --utts 40 --dino-batch 120 --ssrl-batch 240 --steps 30 --workers 12 --dino-epochs 2)
+  COMPILE=(--device cuda --dino-batches 120 --ssrl-batches 240 --warmup 6 --compile)
 fi
 section kmeans 180 "$PY" bench/kmeans.py "${KM[@]}" --d 192 --iters 20 --backends torch,faiss --device "$DEV"
 section steps 150 "$PY" bench/gpu_step.py "${STEP[@]}" "${STEP_B[@]}" --json "$OUT/gpu_step.json"
 section steps-cudnn-benchmark 60 "$PY" bench/gpu_step.py "${STEP[@]}" "${STEP_B2[@]}" --cudnn-benchmark
-section train 240 "$PY" bench/train_throughput.py "${TRAIN[@]}" --dir "$OUT" --json "$OUT/train.json"
+section train 300 "$PY" bench/train_throughput.py "${TRAIN[@]}" --dir "$OUT" --json "$OUT/train.json" --bare-json "$OUT/gpu_step.json"
+section train-batch 300 "$PY" bench/train_throughput.py "${TRAIN[@]}" --augment-on batch --packed --dir "$OUT" \
+  --json "$OUT/train_batch.json" --bare-json "$OUT/gpu_step.json"
+if [ ${#COMPILE[@]} -gt 0 ]; then
+  section steps-compile 300 "$PY" bench/gpu_step.py "${COMPILE[@]}" --json "$OUT/gpu_step_compile.json"
+fi
 section embed 150 "$PY" bench/embed_throughput.py "${EMB[@]}" --chunk-s 3.0 --dir "$OUT" --json "$OUT/embed.json"
 section fbank 45 "$PY" bench/fbank.py "${FB[@]}" --seconds 2.0
 
@@ -131,7 +146,7 @@ section ddp-1gpu 90 bash -c ddp_one_gpu
 echo
 echo "===== gpu_check summary ($OUT) ====="
 cat "$SUMMARY"
-for s in kmeans steps steps-cudnn-benchmark train embed fbank; do
+for s in kmeans steps steps-cudnn-benchmark steps-compile train train-batch embed fbank; do
   [ -f "$OUT/$s.log" ] || continue
   echo "--- $s"
   grep -vE "^\s*(done|  DINO batch|  SSRL batch)|^gpu_step|^data:" "$OUT/$s.log" | grep -v "^$" | tail -n 12

@@ -120,6 +120,9 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--amp", choices=("bf16", "off"), default="bf16")
     ap.add_argument("--cudnn-benchmark", action="store_true", help="torch.backends.cudnn.benchmark = True")
+    ap.add_argument("--compile", action="store_true",
+                    help="torch.compile the encoders in place, as the trainers' compile=true (raise --warmup: "
+                         "the first steps compile)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     device = torch.device(args.device)
@@ -131,7 +134,7 @@ def main(argv=None) -> list[dict]:
     torch.manual_seed(0)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"gpu_step: {name}, torch {torch.__version__}, encoder {args.encoder}, amp {args.amp}, "
-          f"cudnn.benchmark {args.cudnn_benchmark}")
+          f"cudnn.benchmark {args.cudnn_benchmark}, compile {args.compile}")
     rows = []
     plans = ((lambda: DINOMethod(args.encoder, args.n_prototypes), args.dino_batches),
              (lambda: SSRLMethod(args.encoder, args.k), args.ssrl_batches))
@@ -143,6 +146,12 @@ def main(argv=None) -> list[dict]:
         flops = count_flops(lambda: m.forward(fb).backward()) / 2  # FLOPs are the same on every device
         m.student.zero_grad(set_to_none=True)
         to_device(m, device)
+        if args.compile:
+            from types import SimpleNamespace
+
+            from ssrl_lab.train.context import compile_encoders
+
+            compile_encoders(SimpleNamespace(compile=True), m.student, m.teacher)
         for b in (int(x) for x in batches.split(",") if x):
             r = measure(m, b, device, args.amp == "bf16", args.steps, args.warmup, flops)
             r["gflop_per_utt"] = flops / 1e9

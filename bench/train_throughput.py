@@ -74,6 +74,13 @@ def main(argv=None) -> dict:
     ap.add_argument("--steps", type=int, default=30, help="steps per epoch (max_steps_per_epoch)")
     ap.add_argument("--workers", type=int, default=8)
     ap.add_argument("--amp", default="auto")
+    ap.add_argument("--augment-on", choices=("loader", "batch"), default="loader",
+                    help="loader: the workers augment (the default); batch: on the device after the loader")
+    ap.add_argument("--packed", action="store_true", help="pack the corpus (ssrl_lab.data.pack) and train from the shards")
+    ap.add_argument("--compile", action="store_true", help="the trainers' compile=true")
+    ap.add_argument("--dino-epochs", type=int, default=1, help="2 or more: the last epoch is timed without warm-up")
+    ap.add_argument("--bare-json", default=None,
+                    help="gpu_step.py --json output: print each trainer's utt/s as a share of the bare step at its batch")
     ap.add_argument("--dir", default=None, help="where to write the corpus and runs (default: a temporary folder)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
@@ -88,10 +95,21 @@ def main(argv=None) -> dict:
         out["corpus"] = write_corpus(root / "corpus", args.speakers, args.utts)
         print(f"train_throughput: corpus of {out['corpus']['train_utts']} utterances "
               f"({out['corpus']['train_hours']:.2f} h) written in {time.perf_counter() - t:.1f} s", flush=True)
-        common = dict(corpus=str(root / "corpus"), device=args.device, amp=args.amp, num_workers=args.workers,
-                      max_steps_per_epoch=args.steps, eval_every=0, eval_batch_size=16, preload=False)
+        corpus = root / "corpus"
+        if args.packed:
+            from ssrl_lab.data.pack import pack_corpus
+
+            t = time.perf_counter()
+            pack_corpus(corpus, root / "packed", workers=max(1, args.workers))
+            corpus = root / "packed"
+            print(f"train_throughput: packed in {time.perf_counter() - t:.1f} s", flush=True)
+        common = dict(corpus=str(corpus), device=args.device, amp=args.amp, num_workers=args.workers,
+                      max_steps_per_epoch=args.steps, eval_every=0, eval_batch_size=16, preload=False,
+                      augment_on=args.augment_on, compile=args.compile)
+        print(f"train_throughput: augment_on={args.augment_on}, {'packed shards' if args.packed else 'WAV files'}, "
+              f"compile={args.compile}", flush=True)
         dcfg = dino.DINOConfig.profile("vox", run_dir=str(root / "dino"), encoder=EncoderConfig.preset(args.encoder),
-                                       n_prototypes=args.prototypes, batch_size=args.dino_batch, epochs=1,
+                                       n_prototypes=args.prototypes, batch_size=args.dino_batch, epochs=args.dino_epochs,
                                        warmup_epochs=0.0, **common)
         t = time.perf_counter()
         dino.train(dcfg, progress=False)
@@ -119,13 +137,27 @@ def main(argv=None) -> dict:
     out.update(res)
     d = res["dino"]
     print(f"DINO ({args.encoder}, batch {args.dino_batch}, {args.workers} workers): {d['steps']} steps in "
-          f"{d['seconds_steps']:.1f} s = {d['utts_per_s']:.0f} utt/s (first epoch: warm-up included)")
+          f"{d['seconds_steps']:.1f} s = {d['utts_per_s']:.0f} utt/s "
+          f"({'first epoch: warm-up included' if args.dino_epochs == 1 else f'epoch {args.dino_epochs}'})")
     s = res["ssrl"]
     print(f"SSRL: embedding pass {s['seconds_embed']:.1f} s, k-means K={args.k} {s['seconds_kmeans']:.2f} s")
     for e in s["epochs"]:
         print(f"SSRL epoch {e['epoch']} ({'labels updated' if e['updating_labels'] else 'labels fixed'}), batch "
               f"{args.ssrl_batch}: {e['steps']} steps in {e['seconds_steps']:.1f} s = {e['utts_per_s']:.0f} utt/s, "
               f"teacher {100 * e['teacher_share']:.0f} % of the step time, epoch end {e['seconds_epoch_end']:.2f} s")
+    if args.bare_json and Path(args.bare_json).is_file():
+        bare = {(r["method"], r["batch"]): r.get("utts_per_s") for r in json.loads(Path(args.bare_json).read_text())["rows"]
+                if not r.get("oom")}
+        shares = {"dino": (d["utts_per_s"], bare.get(("DINO", args.dino_batch))),
+                  "ssrl": (s["epochs"][-1]["utts_per_s"], bare.get(("SSRL", args.ssrl_batch)))}
+        out["share_of_bare_step"] = {}
+        for name, (real, ref) in shares.items():
+            if ref:
+                out["share_of_bare_step"][name] = real / ref
+                print(f"{name.upper()} real trainer {real:.0f} utt/s = {100 * real / ref:.0f} % of the bare step "
+                      f"({ref:.0f} utt/s at the same batch)")
+            else:
+                print(f"{name.upper()}: no bare step at this batch in {args.bare_json}")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
     return out

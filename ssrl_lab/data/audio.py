@@ -276,6 +276,11 @@ def check_audio(wave: np.ndarray, path="<array>", silence_threshold: float = SIL
 
 
 def _decode(path: Path, start_s, dur_s) -> tuple[np.ndarray, int]:
+    if str(path).endswith(tuple("0123456789")) and ".pcm16@" in str(path):  # a packed corpus (ssrl_lab.data.packed)
+        from .packed import parse_packed_path, read_segment
+
+        if parse_packed_path(path) is not None:
+            return read_segment(path, start_s, dur_s)
     err = _missing(path)
     if err is not None:
         raise err

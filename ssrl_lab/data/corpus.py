@@ -17,7 +17,9 @@ allowed but logged. Without ``dev_trials`` a dev split is scored on all its pair
 Formats: ``table`` (an :class:`UtteranceTable` TSV; relative audio paths in it resolve against
 the TSV's folder), ``voxceleb`` (a ``<speaker>/<video>/<file>`` tree, see
 :func:`~ssrl_lab.data.readers.read_voxceleb`; optional keys ``cache``, ``cache_dir``) and
-``kaldi`` (a data dir, see :func:`~ssrl_lab.data.readers.read_kaldi`; optional key ``root``).
+``kaldi`` (a data dir, see :func:`~ssrl_lab.data.readers.read_kaldi`; optional key ``root``) and
+``packed`` (a split folder written by ``python -m ssrl_lab.data.pack``: int16 shards read through
+``np.memmap``, see :mod:`ssrl_lab.data.packed`).
 Relative paths resolve against the corpus dir. The trials name utterances of the test table.
 """
 from __future__ import annotations
@@ -35,9 +37,9 @@ from .table import UtteranceTable
 from .trials import TrialList, TrialReport, parse_trials
 
 CORPUS_FILE = "corpus.json"
-FORMATS = ("table", "voxceleb", "kaldi")
+FORMATS = ("table", "voxceleb", "kaldi", "packed")
 _SPEC_KEYS = {"table": {"format", "path"}, "voxceleb": {"format", "path", "cache", "cache_dir"},
-              "kaldi": {"format", "path", "root"}}
+              "kaldi": {"format", "path", "root"}, "packed": {"format", "path"}}
 _TOP_KEYS = {"name", "train", "test", "trials", "dev", "dev_trials", "description", "version", "meta"}
 
 log = logging.getLogger("ssrl_lab.data.corpus")
@@ -108,6 +110,10 @@ def read_spec(spec: Mapping[str, Any] | str, base, role: str = "table", cache: b
         cache_dir = spec.get("cache_dir")
         return read_voxceleb(path, cache=bool(spec.get("cache", cache)),
                              cache_dir=_resolve(base, cache_dir) if cache_dir else None)
+    if fmt == "packed":
+        from .packed import read_packed
+
+        return read_packed(path)
     root = spec.get("root")
     return read_kaldi(path, root=_resolve(base, root) if root else None)
 
@@ -191,6 +197,8 @@ def _spec(spec, base: Path, role: str) -> dict:
             fmt = "table"
         elif q.is_dir() and (q / "wav.scp").is_file():
             fmt = "kaldi"
+        elif q.is_dir() and (q / "index.tsv").is_file():
+            fmt = "packed"
         elif q.is_dir():
             fmt = "voxceleb"
         else:
@@ -210,10 +218,10 @@ def write_corpus_json(dir, name, train_spec=None, test_spec=None, trials="trials
     """Write ``<dir>/corpus.json`` atomically (validated) and return its path.
 
     ``train_spec`` / ``test_spec`` / ``dev_spec`` (optional): a ``{"format", "path", ...}`` dict or
-    a path (``.tsv`` -> table, a dir with ``wav.scp`` -> kaldi, another dir -> voxceleb); relative
-    paths are kept relative to ``dir``. ``dev_trials``: the dev trial list (needs ``dev_spec``).
-    ``extra``: ``description``, ``version``, ``meta``. ``name`` may also be a whole corpus.json
-    mapping (``write_corpus_json(dir, {"name": ..., "train": ..., ...})``).
+    a path (``.tsv`` -> table, a dir with ``wav.scp`` -> kaldi, a dir with ``index.tsv`` -> packed,
+    another dir -> voxceleb); relative paths are kept relative to ``dir``. ``dev_trials``: the dev
+    trial list (needs ``dev_spec``). ``extra``: ``description``, ``version``, ``meta``. ``name`` may
+    also be a whole corpus.json mapping (``write_corpus_json(dir, {"name": ..., "train": ..., ...})``).
     """
     d = Path(dir)
     if isinstance(name, Mapping):

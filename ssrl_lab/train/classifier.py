@@ -23,7 +23,7 @@ from torch import nn
 
 from ..config import check
 from . import distributed as dist
-from .context import (TrainConfig, autocast, build_augmenter, build_optimizer, build_spec_augment, clip_gradients,
+from .context import (TrainConfig, autocast, build_augmenter, build_batch_augment, compile_encoders, build_optimizer, build_spec_augment, clip_gradients,
                       make_loader, param_groups, progress as progress_bar, rng_state, set_lr_wd, set_rng_state,
                       skip_batches, steps_per_epoch, sync_bn_enabled, wrap_ddp)
 from .guards import check_finite_modules, check_loss, check_world
@@ -133,7 +133,7 @@ def classifier_step(model, optimizer, wave, labels, it: int, lr_s, cfg: Classifi
 
 def train_epoch(model, optimizer, loader, epoch: int, spe: int, lr_s, cfg: ClassifierConfig, device,
                 gate: float | None = None, weights_of=None, teacher=None, mom_s=None, progress: bool = False,
-                desc: str = "train", stop=None, partial: dict | None = None) -> dict:
+                desc: str = "train", stop=None, partial: dict | None = None, batch_aug=None) -> dict:
     """One epoch; ``weights_of(index tensor) -> weights`` gives per-sample weights (optional).
 
     ``stop`` (a :class:`~ssrl_lab.train.signals.StopFlag`): when a stop is requested at a step
@@ -151,6 +151,7 @@ def train_epoch(model, optimizer, loader, epoch: int, spe: int, lr_s, cfg: Class
     for step, batch in enumerate(batches, start=first):
         if step >= spe:
             break
+        batch = batch_aug(batch, epoch) if batch_aug is not None else batch
         wave = batch["wave"].to(device, non_blocking=True)
         labels = batch["label"].to(device, non_blocking=True)
         w = weights_of(batch["index"]).to(device) if weights_of is not None else None
@@ -189,11 +190,13 @@ def fit(cfg: ClassifierConfig, run: RunDir, model: ClassifierModel, table, label
     check_world(len(table), world)
     model = model.to(device)
     teacher = make_teacher(model) if cfg.ema_teacher else None
+    compile_encoders(cfg, *([model] if teacher is None else [model, teacher]))
     sync_bn = sync_bn_enabled(cfg, device)
     model_ddp = wrap_ddp(model, device, sync_bn)
     optimizer = build_optimizer(cfg.optimizer, param_groups(model, cfg.weight_decay), cfg.lr, cfg.sgd_momentum)
     dataset = LabelledCropDataset(table, labels, cfg.crop_s, build_augmenter(cfg, table), seed=seed,
                                   skip_bad=cfg.skip_bad, preload=cfg.preload)
+    batch_aug = build_batch_augment(cfg, table, device)
     spe = steps_per_epoch(len(dataset), per_rank)
     check(spe >= 1, f"the training table ({len(dataset)} utterances) is smaller than one batch ({cfg.batch_size})")
     if cfg.max_steps_per_epoch:
@@ -219,7 +222,7 @@ def fit(cfg: ClassifierConfig, run: RunDir, model: ClassifierModel, table, label
             loader = make_loader(dataset, per_rank, epoch, seed, shuffle=True, drop_last=True, num_workers=cfg.num_workers)
             stats = train_epoch(model_ddp, optimizer, loader, epoch, spe, lr_s, cfg, device, gate=gate, teacher=teacher,
                                 mom_s=mom_s, progress=progress, desc=f"{stage} {epoch + 1}/{cfg.epochs}", stop=stop,
-                                partial=partial)
+                                partial=partial, batch_aug=batch_aug)
             dt = time.perf_counter() - t0 + (partial["epoch_seconds"] if partial else 0.0)
             partial = None
             if "partial" in stats:  # stopped by a signal at a step boundary: checkpoint this step

@@ -298,7 +298,11 @@ class TrainConfig(Config):
     ``eval_batch_size``, ``eval_chunk_s``, ``eval_max_len_s``, ``eval_bucket_s`` (embedding extraction;
     ``eval_bucket_s`` trims test utterances to a length grid so that they batch);
     ``max_steps_per_epoch`` (0 = the whole table; tests cap it); ``cudnn_benchmark`` (CUDA: let
-    cuDNN pick the fastest convolution algorithm per crop shape; see :func:`resolve_device`).
+    cuDNN pick the fastest convolution algorithm per crop shape; see :func:`resolve_device`);
+    ``augment_on`` (``"loader"``: the DataLoader workers augment each crop, the default;
+    ``"batch"``: the workers only decode and crop, and the trainer augments the batch on the
+    training device, see :mod:`ssrl_lab.data.batch_augment`); ``compile`` (``torch.compile`` the
+    encoders' forward and backward in place; off by default, see :func:`compile_encoders`).
     """
 
     corpus: str = ""
@@ -321,8 +325,11 @@ class TrainConfig(Config):
     eval_bucket_s: float | None = None
     max_steps_per_epoch: int = 0
     cudnn_benchmark: bool = True
+    augment_on: str = "loader"
+    compile: bool = False
 
     def validate(self) -> None:
+        check(self.augment_on in ("loader", "batch"), f"augment_on must be loader or batch, got {self.augment_on!r}")
         check(self.amp in ("auto", "bf16", "off"), f"amp must be auto, bf16 or off, got {self.amp!r}")
         check(self.sync_bn in ("auto", "on", "off"), f"sync_bn must be auto, on or off, got {self.sync_bn!r}")
         check(0.0 <= self.max_skip_fraction <= 1.0,
@@ -361,12 +368,45 @@ def sync_bn_enabled(cfg: TrainConfig, device: torch.device) -> bool:
 
 
 def build_augmenter(cfg: TrainConfig, table):
-    """The waveform Augmenter of ``cfg.augment`` (None when augmentation is off)."""
-    if cfg.augment is None:
+    """The loader-side waveform Augmenter of ``cfg.augment`` (None when augmentation is off or
+    done in the batch, ``augment_on="batch"``)."""
+    if cfg.augment is None or cfg.augment_on == "batch":
         return None
     from ..data.augment import AugmentConfig, Augmenter
 
     return Augmenter(AugmentConfig.from_dict(cfg.augment, _prefix="augment."), babble_table=table, seed=cfg.seed)
+
+
+def build_batch_augment(cfg: TrainConfig, table, device: torch.device):
+    """The trainers' batch hook ``batch = hook(batch, epoch)``: with ``augment_on="batch"`` it
+    augments the batch's crops on ``device`` (:class:`~ssrl_lab.data.batch_augment.BatchAugmenter`,
+    sources loaded once per process); otherwise the identity."""
+    from ..data.batch_augment import BatchAugmenter, augment_batch_fn
+
+    if cfg.augment is None or cfg.augment_on != "batch":
+        return augment_batch_fn(None)
+    from ..data.augment import AugmentConfig
+
+    aug = BatchAugmenter(AugmentConfig.from_dict(cfg.augment, _prefix="augment."), babble_table=table,
+                         seed=cfg.seed, device=device)
+    return augment_batch_fn(aug.prepare())
+
+
+def compile_encoders(cfg: TrainConfig, *models: nn.Module) -> None:
+    """With ``cfg.compile``, ``torch.compile`` every speaker encoder inside ``models`` in place
+    (``nn.Module.compile``: parameters, state dicts and checkpoints are unchanged; backward is
+    compiled by AOTAutograd). The Fbank front end stays eager. A no-op when ``compile`` is off."""
+    if not cfg.compile:
+        return
+    from ..models.speaker_net import SpeakerNet
+
+    seen = set()
+    for model in models:
+        for m in model.modules():
+            if isinstance(m, SpeakerNet) and id(m.encoder) not in seen:
+                seen.add(id(m.encoder))
+                m.encoder.compile()
+    log.info("torch.compile: %d encoder(s) compiled in place", len(seen))
 
 
 def build_spec_augment(cfg: TrainConfig):

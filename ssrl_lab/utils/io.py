@@ -40,6 +40,11 @@ def atomic_write_bytes(path, data: bytes) -> Path:
     return _atomic(path, lambda fh: fh.write(data), binary=True)
 
 
+def atomic_write_stream(path, write: Callable[[Any], None]) -> Path:
+    """Atomic binary write through ``write(fh)`` (for large files written piece by piece)."""
+    return _atomic(path, write, binary=True)
+
+
 def atomic_write_json(path, obj: Any, indent: int = 2) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=False, default=_json_default) + "\n")
 
