@@ -165,14 +165,14 @@ class MemberList:
         self.page = int(np.clip(page, 0, self.n_pages - 1))
         lo = self.page * self.page_size
         part = self.rows[lo:lo + self.page_size]
-        cell = w.Layout(width="150px")
-        head = w.HBox([w.HTML(f"<b>{c}</b>", layout=w.Layout(width="300px" if c == "audio" else "150px"))
-                       for c in COLUMNS])
+        cell = w.Layout(width="130px")
+        widths = {"utterance": "260px", "audio": "300px"}
+        head = w.HBox([w.HTML(f"<b>{c}</b>", layout=w.Layout(width=widths.get(c, "130px"))) for c in COLUMNS])
         lines = [head]
         for m in part:
             mark = "" if m.matches_majority in (None, True) else " ⚠"
             lines.append(w.HBox([
-                w.HTML(f"<code>{html.escape(m.utt_id)}</code>", layout=w.Layout(width="150px", overflow="hidden")),
+                w.HTML(f"<code>{html.escape(m.utt_id)}</code>", layout=w.Layout(width="260px", overflow="hidden")),
                 w.HTML(_fmt(m.p_clean), layout=cell), w.HTML(_fmt(m.queue_agreement), layout=cell),
                 w.HTML(html.escape(m.speaker) + mark, layout=cell), w.HTML(html.escape(m.majority), layout=cell),
                 player(m.path, m.utt_id, self.skips)]))
