@@ -239,6 +239,23 @@ def test_03_and_05_in_jupyterlab(lab, lab_root, browser, tmp_path):
     page.wait_for_timeout(1000)
     srcs = page.eval_on_selector_all(".jupyter-widgets audio", "els => els.map(e => e.getAttribute('src') || '')")
     assert srcs and all(s.startswith(("blob:", "data:")) for s in srcs), srcs
+    # click a point of the map: that utterance plays (a player appears) and its label history is drawn
+    n_audio = len(srcs)
+    page.evaluate(_MAP_XY.replace("return {x:", "el.scrollIntoView({block: 'center'}); return {x:"))
+    page.wait_for_timeout(1000)
+    xy = page.evaluate(_MAP_XY.replace("return {x:", """const fl = el._fullLayout, r = el.getBoundingClientRect();
+      return {px: r.left + fl._size.l + fl.xaxis.l2p(el._fullData[0].x[0]),
+              py: r.top + fl._size.t + fl.yaxis.l2p(el._fullData[0].y[0]), x:"""))
+    page.mouse.move(xy["px"], xy["py"])
+    page.wait_for_timeout(500)
+    page.mouse.click(xy["px"], xy["py"])
+    page.wait_for_function("() => document.body.innerText.includes('now playing ')", timeout=60_000)
+    page.wait_for_timeout(1500)
+    srcs = page.eval_on_selector_all(".jupyter-widgets audio", "els => els.map(e => e.getAttribute('src') || '')")
+    assert len(srcs) == n_audio + 1 and all(srcs), srcs
+    n_hist = page.evaluate("() => Array.from(document.querySelectorAll('.jupyter-widgets .js-plotly-plot'))"
+                           ".filter(el => (el.layout.title.text || '').startsWith('label history of')).length")
+    assert n_hist == 1
     explorer = page.locator(".jp-OutputArea-output:has(.widget-slider)").last
     explorer.scroll_into_view_if_needed()
     explorer.screenshot(path=str(tmp_path / "explorer.png"))

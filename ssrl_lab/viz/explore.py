@@ -423,6 +423,7 @@ class Explorer:
 
     def play(self, utt_id: str) -> None:
         """Play ``utt_id`` and show its label history below the map."""
+        from IPython.display import HTML as HTMLText
         from IPython.display import display
 
         from . import listen
@@ -430,6 +431,7 @@ class Explorer:
 
         self.clicked.clear_output(wait=True)
         with self.clicked:
+            display(HTMLText(f"now playing <code>{html_escape(utt_id)}</code>"))
             display(listen.player(self.paths.get(utt_id), utt_id, autoplay=True))
             h = self.space.run.history()
             if h is not None:
