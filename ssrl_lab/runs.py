@@ -159,6 +159,59 @@ class Run:
             raise RunError(f"{p}: expected arrays 'emb' and 'utt_id', found {sorted(z)}")
         return z["emb"].astype(np.float32), z["utt_id"].astype(str)
 
+    def snapshots(self, model: str = "teacher") -> dict[int, Path]:
+        """``{epoch: path}`` of the teacher snapshots (``embeddings/snapshots/``; see
+        :mod:`ssrl_lab.train.snapshots`), sorted by epoch."""
+        from .train.snapshots import list_snapshots
+
+        return list_snapshots(self.path, model)
+
+    def history_epochs(self) -> np.ndarray:
+        """Epoch number of each ``history.npz`` row (empty when the run has no history)."""
+        h = self.history()
+        if h is None:
+            return np.zeros(0, dtype=np.int64)
+        n = np.asarray(h["labels"]).shape[0]
+        if "epoch" in h and np.asarray(h["epoch"]).shape == (n,):
+            return np.asarray(h["epoch"], dtype=np.int64)
+        return np.arange(n, dtype=np.int64)
+
+    def history_aligned(self, utt_id, epoch: int | None = None) -> dict[str, Any] | None:
+        """The history of ``epoch`` aligned with ``utt_id`` (an embedding file's rows), or None
+        when the run has no history.
+
+        The row used is the last history epoch <= ``epoch`` (the first one when none is; the
+        last one when ``epoch`` is None); ``"epoch"`` says which. Arrays, one value per entry of
+        ``utt_id``: ``labels``, ``true`` (int64, -1 where the utterance is not in the history),
+        ``p_clean``, ``queue_agreement``, ``loss`` (float64, NaN there), ``column`` (the
+        history column, -1 there).
+        """
+        h = self.history()
+        if h is None:
+            return None
+        ep = self.history_epochs()
+        if ep.size == 0:
+            return None
+        if epoch is None:
+            row = ep.size - 1
+        else:
+            at_or_before = np.flatnonzero(ep <= int(epoch))
+            row = int(at_or_before[-1]) if at_or_before.size else 0
+        utt = np.asarray(utt_id).astype(str)
+        pos = {u: i for i, u in enumerate(np.asarray(h["utt_id"]).astype(str))}
+        col = np.array([pos.get(u, -1) for u in utt], dtype=np.int64)
+        ok = col >= 0
+        out: dict[str, Any] = {"epoch": int(ep[row]), "row": row, "column": col}
+        for key, fill, dtype in (("labels", -1, np.int64), ("true", -1, np.int64), ("p_clean", np.nan, np.float64),
+                                 ("queue_agreement", np.nan, np.float64), ("loss", np.nan, np.float64)):
+            vals = np.full(utt.shape[0], fill, dtype=dtype)
+            if key in h:
+                src = np.asarray(h[key])
+                src = src if src.ndim == 1 else src[row]
+                vals[ok] = src[col[ok]].astype(dtype)
+            out[key] = vals
+        return out
+
     def series(self, key: str, stage: str | None = None, x: str = "epoch") -> tuple[np.ndarray, np.ndarray]:
         return series(self.metrics, key, stage=stage, x=x)
 

@@ -69,7 +69,7 @@ def test_bad_parameter_fails_fast_with_a_clear_message(tmp_path):
 #: one misspelt parameter per notebook and the name the error must suggest
 MISSPELT = {"00_corpus.ipynb": ("n_listn", "n_listen"), "01_dino.ipynb": ("epoch", "epochs"),
             "02_iterative.ipynb": ("round", "rounds"), "03_ssrl.ipynb": ("queue_length", "queue_len"),
-            "04_compare.ipynb": ("run", "runs"), "05_explore.ipynb": ("embedding", "embeddings"),
+            "04_compare.ipynb": ("run", "runs"), "05_explore.ipynb": ("page_sise", "page_size"),
             "06_study.ipynb": ("seed", "seeds")}
 
 

@@ -35,6 +35,7 @@ from .ema import ema_update, make_teacher, unwrap
 from .run import RunDir, read_checkpoint
 from .schedules import cosine_schedule, momentum_schedule, warmup_constant_schedule
 from .signals import interruptible
+from .snapshots import SnapshotConfig, save_teacher_snapshot
 
 log = logging.getLogger("ssrl_lab.train.dino")
 
@@ -177,6 +178,7 @@ class DINOConfig(TrainConfig):
     collapse_low: float = 0.1
     collapse_high: float = 0.98
     collapse_patience: int = 20
+    snapshots: SnapshotConfig = dataclasses.field(default_factory=SnapshotConfig)
 
     def validate(self) -> None:
         super().validate()
@@ -449,6 +451,7 @@ def train(cfg: DINOConfig, *, resume: bool = False, progress: bool = True,
                 ev_s = evaluate_model(student_mod.backbone, corpus, cfg, device, all_pairs=False)
                 stats["eval"] = eval_summary(ev)
                 stats["eval_student"] = {"eer": ev_s["eer"], "mindcf_0.01": ev_s["mindcf_0.01"]}
+                stats["snapshot"] = save_teacher_snapshot(teacher.backbone, train_table, run.path, epoch + 1, cfg.snapshots, device, cfg.skip_bad)
                 last_eval = (stats["eval"], stats["eval_student"])
                 if is_last:
                     run.write_scores(ev["scores"], ev["labels"])

@@ -63,6 +63,7 @@ from .context import (TrainConfig, result_fields, autocast, build_augmenter, bui
 from .ema import ema_update, make_teacher, unwrap
 from .guards import TrainingDiverged, check_finite_modules, check_loss, check_world
 from .signals import interruptible
+from .snapshots import SnapshotConfig, save_teacher_snapshot
 from .run import RunDir
 from .schedules import Schedule, cosine_schedule, momentum_schedule
 
@@ -143,6 +144,7 @@ class SSRLConfig(TrainConfig):
     embed_max_len_s: float | None = None
     embed_chunk_s: float | None = None
     eval_every: int = 1
+    snapshots: SnapshotConfig = dataclasses.field(default_factory=SnapshotConfig)
 
     def validate(self) -> None:
         super().validate()
@@ -608,6 +610,7 @@ def train(cfg: SSRLConfig, *, resume: bool = False, progress: bool = True,
                     run.write_scores(ev["scores"], ev["labels"])
                 last_eval = (rec["eval"], rec.get("eval_student"))
                 seconds_eval = time.perf_counter() - t_ev
+                rec["snapshot"] = save_teacher_snapshot(teacher.backbone, table, run.path, epoch + 1, cfg.snapshots, device, cfg.skip_bad)
             seconds = time.perf_counter() - t_epoch
             rec.update({
                 "seconds": seconds, "seconds_steps": t_steps, "seconds_epoch_end": seconds_update,

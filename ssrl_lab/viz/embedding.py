@@ -133,9 +133,9 @@ def embedding_figure(proj: Projection, utt_id: Sequence[str], colorings: Mapping
                                    text=text, hoverinfo="text", visible=(j == 0), showlegend=False))
     if len(names) > 1:
         buttons = [dict(label=n, method="update",
-                        args=[{"visible": [i == j for i in range(len(names))]}, {"title": f"{title}: {n} — {proj.describe()}"}])
+                        args=[{"visible": [i == j for i in range(len(names))]}, {"title": {"text": f"{title}: {n} — {proj.describe()}"}}])
                    for j, n in enumerate(names)]
         fig.update_layout(updatemenus=[dict(buttons=buttons, direction="down", x=1.0, xanchor="right", y=1.12, yanchor="top")])
-    fig.update_layout(title=f"{title}: {names[0]} — {proj.describe()}", xaxis=dict(showticklabels=False),
+    fig.update_layout(title=dict(text=f"{title}: {names[0]} — {proj.describe()}"), xaxis=dict(showticklabels=False),
                       yaxis=dict(showticklabels=False, scaleanchor="x"), height=600)
     return fig
