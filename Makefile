@@ -3,9 +3,20 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-DEMO_CORPUS ?= data/synthvox-demo
-DEMO_OUT    ?= outputs/demo
-PYTEST_ARGS ?=
+# make demo QUICK=1: the whole pipeline on the smoke profile and corpus (about 2 min; numbers not comparable)
+ifeq ($(QUICK),1)
+DEMO_PROFILE ?= smoke
+DEMO_OUT     ?= outputs/demo-quick
+DEMO_FLAGS   ?= --quick
+endif
+DEMO_PROFILE ?= demo
+DEMO_CORPUS  ?= data/synthvox-$(DEMO_PROFILE)
+DEMO_OUT     ?= outputs/demo
+DEMO_FLAGS   ?=
+PYTEST_ARGS  ?=
+# make lab LAB_ARGS="--no-browser --port 8888" (as root --allow-root is added: root is common in GPU containers)
+LAB_ARGS     ?=
+ALLOW_ROOT   := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root,)
 
 .PHONY: env test demo study corpus bench lab clean-env
 
@@ -24,10 +35,12 @@ test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 corpus: $(STAMP)
-	$(PY) -m ssrl_lab.data.synthvox --profile demo --out $(DEMO_CORPUS)
+	$(PY) -m ssrl_lab.data.synthvox --profile $(DEMO_PROFILE) --out $(DEMO_CORPUS)
 
-demo: corpus
-	$(PY) -m ssrl_lab.demo --corpus $(DEMO_CORPUS) --out $(DEMO_OUT)
+# prints its plan and estimated times first, builds the corpus when missing, then one
+# [progress] line per training epoch
+demo: $(STAMP)
+	$(PY) -m ssrl_lab.demo --profile $(DEMO_PROFILE) --corpus $(DEMO_CORPUS) --out $(DEMO_OUT) --build-corpus $(DEMO_FLAGS)
 
 # The compute-matched study (issue: evidence): about 3 h on 2 idle cores, resumable; a second
 # `make study` only trains what is missing. STUDY_OUT relocates it.
@@ -40,7 +53,7 @@ bench: $(STAMP)
 	$(PY) bench/kmeans.py
 
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab $(ALLOW_ROOT) $(LAB_ARGS) notebooks/
 
 clean-env:
 	rm -rf $(VENV)

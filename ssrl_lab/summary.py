@@ -133,8 +133,10 @@ def _mark(h: bool | None) -> str:
 
 def to_markdown(summary: Mapping[str, Any]) -> str:
     """A results table, the ordering checks and the compute spent."""
-    lines = ["# Results", "",
-             "| system | EER % (trials) | EER % (all pairs) | dev EER % (trials) | dev EER % (all pairs) | minDCF 0.01 "
+    lines = ["# Results", ""]
+    if summary.get("note"):
+        lines += [f"**{summary['note']}**", ""]
+    lines += ["| system | EER % (trials) | EER % (all pairs) | dev EER % (trials) | dev EER % (all pairs) | minDCF 0.01 "
              "| minDCF 0.05 | seconds | evaluated | skipped files |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |"]
     for name, r in summary["systems"].items():

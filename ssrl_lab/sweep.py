@@ -244,8 +244,9 @@ def build_grid(notebook, specs: Sequence[tuple[str, str]], out_root="outputs/swe
 
 def run_grid(notebook, grid: Sequence[GridPoint], kernel_name: str = "python3", keep_going: bool = True,
              log=print) -> list[dict]:
-    """Execute every point with papermill; returns (and writes to ``sweep.json``) one record per point."""
-    import papermill as pm
+    """Execute every point with papermill (its progress lines streamed live); returns (and writes
+    to ``sweep.json``) one record per point."""
+    from . import notebook_run
 
     nb = Path(notebook)
     records = []
@@ -257,8 +258,7 @@ def run_grid(notebook, grid: Sequence[GridPoint], kernel_name: str = "python3", 
         t0 = time.perf_counter()
         rec = {"point": g.name, "params": g.params, "run_dir": str(g.run_dir), "notebook": str(out_nb)}
         try:
-            pm.execute_notebook(str(nb), str(out_nb), parameters={**g.params, "run_dir": str(g.run_dir)},
-                                kernel_name=kernel_name, progress_bar=False, cwd=str(nb.resolve().parent))
+            notebook_run.execute(nb, out_nb, {**g.params, "run_dir": str(g.run_dir)}, kernel_name)
             rec["status"] = "ok"
         except Exception as e:  # papermill raises PapermillExecutionError naming the failing cell
             rec["status"] = "failed"

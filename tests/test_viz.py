@@ -36,6 +36,15 @@ def test_save_figure_writes_html_and_one_plotly_js(tmp_path):
     assert not list((tmp_path / "plots").glob(".*.tmp"))
     with pytest.raises(ValueError, match="plot name"):
         save_figure(fig, tmp_path, "../evil")
+    assert "<title>training</title>" in html
+    p3 = save_figure(training.training_curves([{"epoch": 0, "loss": 1.0}], title="A <b>&</b> B"), tmp_path, "c",
+                     template="paper")
+    t = p3.read_text()
+    assert "<title>A &amp; B</title>" in t and '"plot_bgcolor":"white"' in t.replace(" ", "")
+    from ssrl_lab.viz import show_and_save
+    assert show_and_save(fig, tmp_path, "d", show=False) is None
+    with pytest.raises(ValueError, match="unknown figure template"):
+        save_figure(fig, tmp_path, "e", template="nope")
 
 
 def test_training_curves_pick_present_keys():
@@ -43,10 +52,13 @@ def test_training_curves_pick_present_keys():
           "teacher_entropy": 1.0 + e, "teacher_entropy_of_mean": 6.0, "teacher_distinct_argmax": 10 * e,
           **({"eval": {"eer": 30.0 - e, "eer_all_pairs": 31.0 - e}} if e % 2 else {})} for e in range(5)]
     fig = training.training_curves(m)
-    assert [t.name for t in fig.data] == ["loss", "lr", "momentum"]
+    assert [t.meta for t in fig.data] == ["loss", "lr", "momentum"]
+    assert [t.name for t in fig.data] == ["loss", "learning rate", "momentum"]
     assert list(fig.data[0].y) == [5, 4, 3, 2, 1]
     fig = training.collapse_curves(m)
-    assert [t.name for t in fig.data] == ["teacher_entropy", "teacher_entropy_of_mean", "teacher_distinct_argmax"]
+    assert [t.meta for t in fig.data] == ["teacher_entropy", "teacher_entropy_of_mean", "teacher_distinct_argmax"]
+    fig = training.curves(m, {"EER (%)": ["eval.eer", "eval.eer_all_pairs"]})
+    assert [t.name for t in fig.data] == ["teacher EER, trial list", "teacher EER, all pairs"]
     fig = training.eer_curves({"dino": m})
     assert [t.name for t in fig.data] == ["dino", "dino (all pairs)"]
     assert list(fig.data[0].x) == [1, 3] and list(fig.data[0].y) == [29, 27]
@@ -89,8 +101,12 @@ def test_cluster_purity_values():
     assert np.allclose(cp.purity, [2 / 3, 1.0, 2 / 3]) and cp.majority.tolist() == [5, 7, 9]
     assert cp.weighted_purity() == pytest.approx(6 / 8)
     assert cp.row(1) == {"cluster": 1, "size": 2, "purity": 1.0, "majority": 7}
-    fig = clusters.purity_vs_size(pred, true)
+    fig = clusters.purity_vs_size(pred, true, speaker_names=[f"s{i}" for i in range(10)])
     assert fig.layout.xaxis.type == "log" and list(fig.data[0].x) == [3, 2, 3]
+    assert "majority speaker s5" in fig.data[0].text[0]
+    assert clusters.log_ticks(8, 30) == [10.0, 20.0, 30.0] and clusters.log_ticks(1, 1000)[:3] == [1, 2, 5]
+    assert "majority speaker s7: 2 of 2" in cp.describe(1, [f"s{i}" for i in range(10)])
+    assert cp.table().splitlines()[1].split()[0] in ("0", "2")
 
 
 def test_quality_and_count_curves():
@@ -123,9 +139,29 @@ def test_queue_dynamics_and_sankey():
     assert cnt.tolist() == [2, 2, 2, 1] and (src[-1], dst[-1]) == (2, 5)
     fig = queue.cluster_sankey(a, b, 1, 2, top_n=3)
     assert sum(fig.data[0].link.value) == 6 and "6 of 7" in fig.layout.title.text
+    # a stable cluster (7 -> 7) is left out; one colour per cluster on both sides
+    a2 = np.r_[a, [7] * 20]
+    b2 = np.r_[b, [7] * 20]
+    fig = queue.cluster_sankey(a2, b2, 1, 2, threshold=0.1)
+    labs = list(fig.data[0].node.label)
+    assert not any(l.endswith("c7") for l in labs)
+    cols = dict(zip(labs, fig.data[0].node.color))
+    fig = queue.cluster_sankey(np.r_[a, [3, 3]], np.r_[b, [3, 3]], 1, 2)
+    labs = list(fig.data[0].node.label)
+    colors = dict(zip(labs, fig.data[0].node.color))
+    assert colors["e1: c3"] == colors["e2: c3"]
+    same = queue.cluster_sankey(a2[-20:], b2[-20:], 1, 2)
+    assert not same.data and "no cluster changed" in same.layout.annotations[0].text
     assert queue.stayed_share(a, a) == 1.0
-    fig = queue.label_history_figure(h, 5, "u5")
+    fig = queue.label_history_figure(h, 5, "u5", speaker_names=[f"spk{i}" for i in range(6)])
     assert len(fig.data) == 3 and "u5" in fig.layout.title.text
+    assert f"spk{h['true'][5]}" in fig.layout.title.text
+    assert all(float(v).is_integer() for v in fig.layout.yaxis.tickvals)
+    assert list(fig.layout.yaxis2.range) == [0, 1.05] and list(fig.layout.yaxis3.range) == [0, 1.05]
+    assert fig.layout.xaxis3.title.text == "epoch"
+    fig = queue.label_dynamics(h)
+    assert fig.data[0].yaxis != fig.data[1].yaxis and fig.layout.yaxis.rangemode == "tozero"
+    assert fig.layout.xaxis2.title.text == "epoch"
 
 
 def test_noise_slider_and_detector():
@@ -133,6 +169,8 @@ def test_noise_slider_and_detector():
     fig = noise.loss_histogram_slider(h, bins=20)
     assert len(fig.data) == 16 and len(fig.layout.sliders[0].steps) == 4
     assert sum(bool(t.visible) for t in fig.data) == 4
+    # slider steps relayout the title's text only, so the title survives a move
+    assert all(set(st.args[1]) == {"title.text"} for st in fig.layout.sliders[0].steps)
     # the mixture integrates to about 1 over the clipped log-loss range
     comp = noise.gmm_components(h["gmm"][0], np.linspace(-10, 10, 4001))
     assert comp.sum(1).sum() * 20 / 4000 == pytest.approx(1.0, abs=1e-3)

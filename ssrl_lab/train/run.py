@@ -23,6 +23,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from .. import progress
 from ..config import ConfigError
 from ..utils.io import append_jsonl, atomic_numpy_save, atomic_torch_save, atomic_write_json, read_jsonl
 from . import distributed as dist
@@ -101,6 +102,7 @@ class RunDir:
             (self.path / "embeddings").mkdir(parents=True, exist_ok=True)
             (self.path / "plots").mkdir(parents=True, exist_ok=True)
             atomic_write_json(self.path / "config.json", self.config)
+            progress.begin(self.path, self.config, finished=self.resume and self.results_path.exists())
         dist.barrier()
 
     # -- paths ---------------------------------------------------------------------------
@@ -136,6 +138,7 @@ class RunDir:
         rec = self.skips.annotate(record)
         if self.writer:
             append_jsonl(self.metrics_path, rec)
+            progress.report(self.path, self.config, rec)  # a live line per epoch (ssrl_lab.progress)
         if rec.get("skipped"):
             self.skips.write_tsv(self.path)
         self.skips.check_limit()

@@ -5,8 +5,10 @@ and writes it to ``<run_dir>/plots/<name>.html``.
 Modules: ``save`` (HTML files), ``training`` (loss / lr / momentum, collapse, EER over epochs),
 ``embedding`` (PCA/UMAP maps), ``clusters`` (purity, NMI/accuracy, cluster count), ``queue``
 (label change rate, queue agreement, Sankey of cluster flows), ``noise`` (log-loss GMM per
-epoch, detector precision/recall), ``verification`` (DET curves, score distributions).
+epoch, detector precision/recall), ``verification`` (DET curves, score distributions), ``theme``
+(the ``paper`` template: white background, larger fonts).
 """
 from .save import save_figure, show_and_save
+from .theme import use as use_template
 
-__all__ = ["save_figure", "show_and_save"]
+__all__ = ["save_figure", "show_and_save", "use_template"]

@@ -42,6 +42,51 @@ class ClusterPurity:
         return {"cluster": int(cluster), "size": int(self.size[i]), "purity": float(self.purity[i]),
                 "majority": int(self.majority[i])}
 
+    def describe(self, cluster: int, speaker_names: Sequence[str] | None = None, n_members: int | None = None) -> str:
+        """A readable summary of one cluster: size, purity and the majority speaker by name
+        (``speaker_names[code]``; ``#code`` when no names are given), e.g.
+        ``cluster 43: 18 labelled members, purity 0.47 (majority speaker id10270: 8 of 18)``."""
+        r = self.row(cluster)
+        who = speaker_name(r["majority"], speaker_names)
+        n_major = int(round(r["purity"] * r["size"]))
+        total = f" ({n_members} members in all)" if n_members is not None and n_members != r["size"] else ""
+        return (f"cluster {r['cluster']}: {r['size']} labelled members{total}, purity {r['purity']:.2f} "
+                f"(majority speaker {who}: {n_major} of {r['size']})")
+
+    def table(self, speaker_names: Sequence[str] | None = None, order: str = "size", limit: int | None = None) -> str:
+        """A plain-text table, one row per cluster (cluster, size, purity, majority speaker by
+        name), sorted by ``order`` ("size": largest first, "purity": least pure first)."""
+        if order not in ("size", "purity"):
+            raise ValueError(f"order must be 'size' or 'purity', got {order!r}")
+        idx = np.lexsort((self.cluster, -self.size)) if order == "size" else np.lexsort((self.cluster, self.purity))
+        idx = idx[:limit] if limit is not None else idx
+        rows = [f"{'cluster':>8} {'size':>6} {'purity':>7}  majority speaker"]
+        rows += [f"{int(self.cluster[k]):>8} {int(self.size[k]):>6} {self.purity[k]:>7.3f}  "
+                 f"{speaker_name(self.majority[k], speaker_names)}" for k in idx]
+        return "\n".join(rows)
+
+
+def speaker_name(code: int, speaker_names: Sequence[str] | None = None) -> str:
+    """The speaker's name for an integer code (``#code`` without names, ``unknown`` for -1)."""
+    code = int(code)
+    if code < 0:
+        return "unknown"
+    if speaker_names is not None and code < len(speaker_names):
+        return str(speaker_names[code])
+    return f"#{code}"
+
+
+def log_ticks(lo: float, hi: float) -> list[float]:
+    """Tick values for a log axis from ``lo`` to ``hi``: 1-2-5 per decade, every integer digit
+    when that leaves fewer than three (so a narrow range reads "8 10 20 30", not "8 9 1 2 3")."""
+    lo, hi = max(float(lo), 1e-12), max(float(hi), float(lo))
+    decades = range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1)
+    for mantissas in ((1, 2, 5), (1, 2, 3, 5), tuple(range(1, 10))):
+        ticks = [m * 10.0 ** d for d in decades for m in mantissas if lo <= m * 10.0 ** d <= hi]
+        if len(ticks) >= 3:
+            return ticks
+    return sorted({lo, hi} | set(ticks))
+
 
 def cluster_purity(pred, true) -> ClusterPurity:
     """Purity of every cluster in ``pred`` against integer speaker codes ``true`` (-1 ignored)."""
@@ -67,16 +112,21 @@ def cluster_purity(pred, true) -> ClusterPurity:
     return ClusterPurity(clusters, sizes.astype(np.int64), best / sizes, maj)
 
 
-def purity_vs_size(pred, true, title: str = "cluster purity against size") -> go.Figure:
-    """Scatter of per-cluster purity against cluster size (log x); hover names the cluster."""
+def purity_vs_size(pred, true, title: str = "cluster purity against size",
+                   speaker_names: Sequence[str] | None = None) -> go.Figure:
+    """Scatter of per-cluster purity against cluster size (log x with plain integer ticks);
+    hover names the cluster and its majority speaker (by name when ``speaker_names`` given)."""
     cp = cluster_purity(pred, true)
-    text = [f"cluster {c}<br>size {s}<br>purity {p:.2f}<br>majority speaker {m}"
+    text = [f"cluster {c}<br>size {s}<br>purity {p:.2f}<br>majority speaker {speaker_name(m, speaker_names)}"
             for c, s, p, m in zip(cp.cluster, cp.size, cp.purity, cp.majority)]
     fig = go.Figure(go.Scatter(x=cp.size, y=cp.purity, mode="markers", text=text, hoverinfo="text",
                                marker=dict(size=7, opacity=0.7), name="clusters"))
+    xaxis = dict(type="log", title="cluster size (utterances)")
+    if cp.size.size:
+        ticks = log_ticks(cp.size.min(), cp.size.max())
+        xaxis.update(tickmode="array", tickvals=ticks, ticktext=[f"{t:,.0f}" if t >= 1 else f"{t:g}" for t in ticks])
     fig.update_layout(title=f"{title} ({cp.cluster.size} clusters, overall purity {cp.weighted_purity():.3f})",
-                      xaxis=dict(type="log", title="cluster size (utterances)"),
-                      yaxis=dict(title="purity", range=[0, 1.05]))
+                      xaxis=xaxis, yaxis=dict(title="purity", range=[0, 1.05]))
     return fig
 
 

@@ -78,7 +78,8 @@ def project(emb, method: str = "umap", cap: int = DEFAULT_CAP, seed: int = 0, n_
         import umap
 
         reducer = umap.UMAP(n_components=2, n_neighbors=max(2, min(n_neighbors, x.shape[0] - 1)),
-                            min_dist=min_dist, random_state=seed, metric="euclidean")
+                            min_dist=min_dist, random_state=seed, metric="euclidean",
+                            n_jobs=1)  # a fixed random_state is single-threaded anyway: say so, no warning
         z = reducer.fit_transform(z)
     if z.shape[1] < 2:  # 1-D input: pad so the figure still draws
         z = np.concatenate([z, np.zeros((z.shape[0], 2 - z.shape[1]))], axis=1)

@@ -78,9 +78,11 @@ def loss_histogram_slider(history: dict, bins: int = 60, title: str = "teacher l
         vis = [False] * (4 * n)
         vis[4 * j: 4 * j + 4] = [True] * 4
         steps.append(dict(method="update", label=str(int(epochs[e])),
-                          args=[{"visible": vis}, {"title": f"{title}, epoch {int(epochs[e])}"}]))
+                          args=[{"visible": vis}, {"title.text": f"{title}, epoch {int(epochs[e])}"}]))
+    # the slider relayouts "title.text" only: a plain "title" string would replace the title object
+    # (and plotly.js then drops it), so the title vanished after the first move
     fig.update_layout(sliders=[dict(active=0, steps=steps, currentvalue=dict(prefix="epoch "), pad=dict(t=40))],
-                      title=f"{title}, epoch {int(epochs[shown[0]])}", xaxis_title="log(cross-entropy)",
+                      title=dict(text=f"{title}, epoch {int(epochs[shown[0]])}"), xaxis_title="log(cross-entropy)",
                       yaxis_title="density", bargap=0)
     return fig
 

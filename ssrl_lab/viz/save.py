@@ -4,14 +4,17 @@ Every figure a notebook shows is also written to ``<run_dir>/plots/<name>.html``
 opened without Jupyter. The files reference ``plots/plotly.min.js`` (plotly's ``"directory"``
 mode): plotly.js (about 3.5 MB) is written once per plots folder instead of being inlined in
 every file, and nothing is fetched from a CDN, so the plots open offline. Copy the whole
-``plots/`` folder when moving them. Both files are written atomically.
+``plots/`` folder when moving them. Both files are written atomically. Every page has a
+``<title>`` (the figure's title, else its name), so browser tabs and history say what it shows.
 """
 from __future__ import annotations
 
+import html as _html
 import re
 from pathlib import Path
 
 from ..utils.io import atomic_write_text
+from . import theme
 
 PLOTLY_JS = "plotly.min.js"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -34,33 +37,53 @@ def ensure_plotly_js(directory) -> Path:
     return path
 
 
-def save_figure(fig, run_dir, name: str) -> Path:
+def figure_title(fig) -> str:
+    """The figure's title text with HTML tags removed ('' when it has none)."""
+    t = fig.layout.title.text if fig.layout.title is not None else None
+    return " ".join(re.sub(r"<[^>]+>", " ", t or "").split())
+
+
+def with_page_title(html: str, title: str) -> str:
+    """``html`` with ``<title>title</title>`` in its head (replacing an existing one)."""
+    tag = f"<title>{_html.escape(title)}</title>"
+    if re.search(r"<title>.*?</title>", html, flags=re.S):
+        return re.sub(r"<title>.*?</title>", lambda _: tag, html, count=1, flags=re.S)
+    if "<head>" in html:
+        return html.replace("<head>", "<head>" + tag, 1)
+    return html.replace("<html>", f"<html><head>{tag}</head>", 1)
+
+
+def save_figure(fig, run_dir, name: str, template: str | None = None) -> Path:
     """Write ``fig`` to ``<run_dir>/plots/<name>.html`` (atomically) and return the path.
 
     ``name`` is a plain file stem (letters, digits, ``_.-``); ``.html`` is added when missing.
+    ``template``: a figure template (``"paper"``, see :mod:`.theme`) applied before saving.
     """
     stem = name[:-5] if name.endswith(".html") else name
     if not _NAME.match(stem):
         raise ValueError(f"plot name {name!r}: use letters, digits, '_', '.', '-' only")
+    theme.apply(fig, template)
     out_dir = plots_dir(run_dir)
     ensure_plotly_js(out_dir)
     html = fig.to_html(include_plotlyjs="directory", full_html=True)
+    html = with_page_title(html, figure_title(fig) or stem)
     return atomic_write_text(out_dir / f"{stem}.html", html)
 
 
-def show_and_save(fig, run_dir, name: str, show: bool = True) -> Path:
-    """Save ``fig`` (see :func:`save_figure`), display it inline when in IPython; return the path.
+def show_and_save(fig, run_dir, name: str, show: bool = True, template: str | None = None) -> None:
+    """Save ``fig`` (see :func:`save_figure`; ``template`` or ``$SSRL_LAB_PLOT_TEMPLATE`` picks its
+    look) and display it inline when in IPython.
 
-    Returns the path rather than the figure so that a cell ending with this call does not
-    display the figure twice.
+    Returns None, so a cell ending with this call shows the figure and nothing else; use
+    :func:`save_figure` for the file's path.
     """
-    path = save_figure(fig, run_dir, name)
+    save_figure(fig, run_dir, name, template)
     if show:
         try:
             from IPython import get_ipython
             from IPython.display import display
         except ImportError:  # pragma: no cover - IPython is a dependency
-            return path
+            return None
         if get_ipython() is not None:
             display(fig)
-    return path
+    return None

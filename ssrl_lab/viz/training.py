@@ -20,6 +20,24 @@ LR_KEYS = ("lr",)
 MOMENTUM_KEYS = ("momentum", "teacher_momentum", "ema_momentum")
 EER_KEYS = ("eval.eer", "eer")
 
+#: Legend names of metric keys (DINO and SSRL evaluate the EMA teacher as ``eval`` and the student
+#: as ``eval_student``); other keys show with ``_`` as spaces. The raw key stays in ``trace.meta``.
+KEY_LABELS = {
+    "eval.eer": "teacher EER, trial list", "eval.eer_all_pairs": "teacher EER, all pairs",
+    "eval_student.eer": "student EER, trial list", "eval_student.eer_all_pairs": "student EER, all pairs",
+    "eval.mindcf_0.01": "teacher minDCF 0.01", "eval_student.mindcf_0.01": "student minDCF 0.01",
+    "lr": "learning rate", "teacher_entropy": "teacher entropy (per sample)",
+    "teacher_entropy_of_mean": "entropy of the mean teacher output",
+    "teacher_distinct_argmax": "distinct argmaxes per batch", "teacher_distinct_argmax_epoch": "distinct argmaxes per epoch",
+}
+
+
+def key_label(key: str, labels: Mapping[str, str] | None = None) -> str:
+    """A readable legend name for a metric key (``labels`` first, then :data:`KEY_LABELS`)."""
+    if labels and key in labels:
+        return labels[key]
+    return KEY_LABELS.get(key, key.replace("_", " "))
+
 
 def first_key(metrics: Sequence[dict], candidates: Iterable[str], x: str = "epoch",
               stage: str | None = None) -> str | None:
@@ -31,11 +49,12 @@ def first_key(metrics: Sequence[dict], candidates: Iterable[str], x: str = "epoc
 
 
 def curves(metrics: Sequence[dict], panels: Mapping[str, Sequence[str]], title: str = "", x: str = "epoch",
-           stage: str | None = None) -> go.Figure:
+           stage: str | None = None, labels: Mapping[str, str] | None = None) -> go.Figure:
     """One subplot per panel; each panel draws every key in its list that has values.
 
     ``panels = {"loss": ["loss"], "lr": ["lr"]}``. Panels with no data are dropped; a figure
-    with no data at all carries an annotation saying so.
+    with no data at all carries an annotation saying so. Traces are named by :func:`key_label`
+    (``labels`` overrides it), the key itself is kept in ``trace.meta``.
     """
     present = {}
     for panel, keys in panels.items():
@@ -52,7 +71,8 @@ def curves(metrics: Sequence[dict], panels: Mapping[str, Sequence[str]], title: 
     for row, (panel, ks) in enumerate(present.items(), start=1):
         for k in ks:
             xs, ys = series(metrics, k, stage=stage, x=x)
-            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=k), row=row, col=1)
+            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=key_label(k, labels), meta=k),
+                          row=row, col=1)
     fig.update_xaxes(title_text=x, row=len(present), col=1)
     fig.update_layout(title=title, height=max(300, 220 * len(present)), hovermode="x unified")
     return fig
