@@ -287,18 +287,31 @@ def run_study(study: StudyConfig) -> dict:
             done.add(key)
     rows = [point_row(p) for p in points]
     summary = {"choice": choice, "points": [{**r} for r in rows], "table": study_table(rows),
-               "config": study.to_dict()}
+               "claims": study_claims(rows, study), "config": study.to_dict()}
     atomic_write_json(study.out_dir / "study.json", summary)
-    atomic_write_text(study.out_dir / "study.md", "# Study\n\n## Tuning on dev\n\n" + tuning_markdown(choice)
-                      + "\n\n## Mean ± std over seeds\n\n" + table_markdown(summary["table"]) + "\n")
+    atomic_write_text(study.out_dir / "study.md", study_markdown(summary))
     return summary
 
 
+def study_markdown(summary: dict) -> str:
+    return ("# Study\n\n## Tuning on dev\n\n" + tuning_markdown(summary["choice"])
+            + "\n\n## Mean ± std over seeds\n\n" + table_markdown(summary["table"])
+            + "\n\n## Claims\n\n" + claims_markdown(summary.get("claims", [])) + "\n")
+
+
 # -- reading the results -------------------------------------------------------------------
+def scores_file(results_path) -> Path:
+    """The ``scores*.npz`` beside a ``results*.json`` (``results_round2.json`` -> ``scores_round2.npz``)."""
+    p = Path(results_path)
+    return p.with_name(p.name.replace("results", "scores", 1).replace(".json", ".npz"))
+
+
 def point_row(p: dict) -> dict:
     res = read_json(p["results"])
     return {"system": p["system"], "budget": p["budget"], "seed": p["seed"], "run_dir": str(p["run_dir"]),
             "setting": setting_name(p["setting"]), "eer": res.get("eer"), "eer_all_pairs": res.get("eer_all_pairs"),
+            "eer_ci": res.get("eer_ci"), "eer_all_pairs_ci": res.get("eer_all_pairs_ci"),
+            "scores_file": str(scores_file(p["results"])),
             "mindcf_0.01": res.get("mindcf_0.01"), "mindcf_0.05": res.get("mindcf_0.05"),
             "dev_eer": res.get("dev_eer"), "dev_eer_all_pairs": res.get("dev_eer_all_pairs"),
             "seconds": res.get("seconds"), "epochs": res.get("epochs"), "evaluated": res.get("evaluated"),
@@ -312,8 +325,21 @@ def _mean_std(v: list) -> tuple[float | None, float | None]:
     return float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
 
 
-def study_table(rows: list[dict]) -> list[dict]:
-    """Mean and standard deviation over seeds per (system, budget)."""
+def _interval_or_none(files: list[str], on: str, n_reps: int) -> list | None:
+    from .eval.saved_scores import ScoresError, mean_ci_runs
+
+    try:
+        return mean_ci_runs(files, on=on, n_reps=n_reps)
+    except (ScoresError, ValueError) as e:
+        log.warning("no interval for %s: %s", files[0] if files else "?", e)
+        return None
+
+
+def study_table(rows: list[dict], n_reps: int | None = None) -> list[dict]:
+    """Mean and standard deviation over seeds per (system, budget), and the 95 % interval of the
+    mean test EER (trial list and all pairs; a bootstrap over test speakers and seeds)."""
+    from .eval.bootstrap import CI_REPS
+
     keys = ("eer", "eer_all_pairs", "mindcf_0.01", "mindcf_0.05", "dev_eer", "seconds")
     out = []
     for system in dict.fromkeys(r["system"] for r in rows):
@@ -322,7 +348,48 @@ def study_table(rows: list[dict]) -> list[dict]:
             rec = {"system": system, "budget": budget, "n_seeds": len(grp), "setting": grp[0]["setting"]}
             for key in keys:
                 rec[f"{key}_mean"], rec[f"{key}_std"] = _mean_std([r[key] for r in grp])
+            files = [r["scores_file"] for r in grp]
+            rec["eer_ci"] = _interval_or_none(files, "trials", n_reps or CI_REPS)
+            rec["eer_all_pairs_ci"] = _interval_or_none(files, "all_pairs", n_reps or CI_REPS)
             out.append(rec)
+    return out
+
+
+def study_claims(rows: list[dict], study: StudyConfig, n_reps: int | None = None) -> list[dict]:
+    """"SSRL better than X" for every iterative protocol X: at every budget (equal stage-2
+    epochs), and SSRL at the smallest budget against X at the largest (the paper's "one SSRL
+    round beats five iterative rounds"). Each on the trial list and on all pairs, from the
+    paired bootstrap over test speakers and seeds (:func:`ssrl_lab.eval.saved_scores.compare_runs`)."""
+    from .eval.bootstrap import CI_REPS
+    from .eval.saved_scores import ScoresError, compare_runs
+
+    files = {}
+    for r in rows:
+        files.setdefault((r["system"], r["budget"]), []).append(r["scores_file"])
+    lo, hi = min(study.budgets), max(study.budgets)
+    rounds = study.rounds_per_budget
+    pairs = []
+    for x in (s for s in study.systems if s != "ssrl"):
+        for b in sorted(study.budgets):
+            pairs.append((f"SSRL better than {x} at E = {b}", ("ssrl", b), (x, b)))
+        if lo != hi:
+            pairs.append((f"SSRL at E = {lo} better than {x} at E = {hi} ({rounds[hi]} rounds)", ("ssrl", lo), (x, hi)))
+    out = []
+    for claim, a, b in pairs:
+        rec: dict[str, Any] = {"claim": claim, "a": list(a), "b": list(b)}
+        for on, sfx in (("trials", ""), ("all_pairs", "_all_pairs")):
+            rec[f"outcome{sfx}"] = rec[f"diff{sfx}"] = rec[f"diff_ci{sfx}"] = None
+            if a not in files or b not in files:
+                rec[f"reason{sfx}"] = "system not in the study"
+                continue
+            try:
+                c = compare_runs(files[a], files[b], on=on, n_reps=n_reps or CI_REPS)
+            except (ScoresError, ValueError) as e:
+                rec[f"reason{sfx}"] = str(e)
+                continue
+            rec.update({f"outcome{sfx}": c["outcome"], f"diff{sfx}": c["diff"], f"diff_ci{sfx}": c["ci"],
+                        "n_seeds": c["n_seeds"]})
+        out.append(rec)
     return out
 
 
@@ -356,10 +423,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0 if ok else 1
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
-
-
 # -- tables --------------------------------------------------------------------------------
 def _f(v, fmt=".2f") -> str:
     return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, fmt)
@@ -377,14 +440,37 @@ def tuning_markdown(choice: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def _ci(v) -> str:
+    return f" [{v[0]:.2f}, {v[1]:.2f}]" if isinstance(v, (list, tuple)) and None not in v else ""
+
+
 def table_markdown(table: list[dict]) -> str:
-    """The study table: mean ± std over seeds per system and budget."""
-    pm = lambda r, k, fmt=".2f": f"{_f(r[f'{k}_mean'], fmt)} ± {_f(r[f'{k}_std'], fmt)}"
+    """The study table: mean ± std over seeds per system and budget, with the 95 % interval of
+    the mean (speakers and seeds resampled) in brackets."""
+    pm = lambda r, k, fmt=".2f": f"{_f(r[f'{k}_mean'], fmt)} ± {_f(r[f'{k}_std'], fmt)}"  # noqa: E731
     lines = ["| system | stage-2 epochs | seeds | setting (chosen on dev) | dev EER % | test EER % (trial list) "
              "| test EER % (all pairs) | minDCF 0.01 | minDCF 0.05 | wall s |",
              "| --- | ---: | ---: | --- | --- | --- | --- | --- | --- | ---: |"]
     for r in table:
         lines.append(f"| {r['system']} | {r['budget']} | {r['n_seeds']} | {r['setting']} | {pm(r, 'dev_eer')} | "
-                     f"{pm(r, 'eer')} | {pm(r, 'eer_all_pairs')} | {pm(r, 'mindcf_0.01', '.3f')} | "
-                     f"{pm(r, 'mindcf_0.05', '.3f')} | {_f(r['seconds_mean'], '.0f')} |")
+                     f"{pm(r, 'eer')}{_ci(r.get('eer_ci'))} | {pm(r, 'eer_all_pairs')}{_ci(r.get('eer_all_pairs_ci'))} | "
+                     f"{pm(r, 'mindcf_0.01', '.3f')} | {pm(r, 'mindcf_0.05', '.3f')} | {_f(r['seconds_mean'], '.0f')} |")
     return "\n".join(lines)
+
+
+def claims_markdown(claims: list[dict]) -> str:
+    """Each claim's EER difference (A - B, points) with its 95 % interval and its outcome."""
+    def cell(c, sfx):
+        if c.get(f"outcome{sfx}") is None:
+            return f"n/a ({c.get(f'reason{sfx}', '')})"
+        return f"**{c[f'outcome{sfx}']}** ({c[f'diff{sfx}']:+.2f}{_ci(c[f'diff_ci{sfx}'])})"
+
+    lines = ["EER(SSRL) - EER(X) in points, 95 % interval from a paired bootstrap over test speakers and seeds; "
+             "**better** / **worse** when it excludes 0, else **not separable**.", "",
+             "| claim | trial list | all pairs |", "| --- | --- | --- |"]
+    lines += [f"| {c['claim']} | {cell(c, '')} | {cell(c, '_all_pairs')} |" for c in claims]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -97,3 +97,31 @@ def test_runs_record_dev_metrics_and_runs_without_dev_are_unchanged(corpora, tmp
     rec = read_jsonl(tmp_path / "dino" / "metrics.jsonl")[-1]
     assert 0 <= rec["eval"]["dev_eer"] <= 100 and rec["eval"]["dev_eer_all_pairs"] is not None
     assert res["dev_eer"] == rec["eval"]["dev_eer"] and res["dev_mindcf_0.01"] == rec["eval"]["dev_mindcf_0.01"]
+
+
+def test_results_carry_speaker_bootstrap_intervals_and_scores_rescore_the_run(corpora, tmp_path):
+    """results.json holds the 95 % intervals; scores.npz rescores the run to the same EERs, the
+    basis of the paired comparisons."""
+    from ssrl_lab.eval.metrics import verification_metrics
+    from ssrl_lab.eval.saved_scores import compare_runs, load_scores
+
+    _, _, with_dir, _ = corpora
+    runs = [tmp_path / f"r{s}" for s in (1, 2)]
+    for s, d in zip((1, 2), runs):
+        random_init.train(random_init.RandomInitConfig.profile("smoke", corpus=str(with_dir), run_dir=str(d),
+                                                               device="cpu", seed=s), progress=False)
+    res = json.loads((runs[0] / "results.json").read_text())
+    assert res["ci_reps"] == 1000 and res["ci_level"] == 0.95
+    for k in ("eer", "mindcf_0.01", "mindcf_0.05", "eer_all_pairs", "mindcf_0.01_all_pairs", "mindcf_0.05_all_pairs"):
+        lo, hi = res[f"{k}_ci"]
+        assert 0 <= lo < hi, k
+    for k in ("eer", "eer_all_pairs"):  # a percentile interval of the speaker bootstrap holds its point estimate
+        assert res[f"{k}_ci"][0] <= res[k] <= res[f"{k}_ci"][1], k
+    saved = load_scores(runs[0] / "scores.npz")
+    s, tr, _ = saved.trial_list()
+    assert verification_metrics(s, tr.labels)["eer"] == pytest.approx(res["eer"])
+    s, tr, _ = saved.all_pairs()
+    assert verification_metrics(s, tr.labels)["eer"] == pytest.approx(res["eer_all_pairs"], abs=1e-6)
+    assert len(tr) == res["n_pairs"]
+    c = compare_runs([runs[0] / "scores.npz"], [runs[1] / "scores.npz"], on="all_pairs", n_reps=100)
+    assert c["outcome"] in ("better", "worse", "not separable") and c["ci"][0] <= c["ci"][1]

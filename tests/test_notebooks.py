@@ -170,7 +170,12 @@ def test_04_compare(work, corpus, dino, iterative, ssrl):
     summ = json.loads((out / "summary.json").read_text())
     assert list(summ["systems"]) == ["random", "dino", "iterative_r1", "iterative_rN", "ssrl"]
     assert {"det.html", "score_distributions.html", "seconds.html", "ssrl_vs_iterative.html"} <= _plots(out)
-    assert "Expected ordering" in (out / "summary.md").read_text()
+    md = (out / "summary.md").read_text()
+    assert "## Claims" in md and "DINO better than random" in md
+    claims = {c["claim"]: c for c in summ["ordering"]}
+    assert claims["DINO better than random"]["outcome"] in ("better", "worse", "not separable")
+    assert claims["SSRL better than iterative round N"]["outcome_all_pairs"] in ("better", "worse", "not separable")
+    assert all(len(summ["systems"][k]["eer_ci"]) == 2 for k in ("random", "dino", "iterative_r1", "ssrl"))
 
 
 @pytest.mark.slow

@@ -62,7 +62,14 @@ def test_study_notebook_runs_on_smoke_and_tunes_on_dev(smoke_corpus, smoke_dino,
     assert {(r["system"], r["budget"], r["n_seeds"]) for r in summary["table"]} == {
         ("ssrl", 2, 2), ("ssrl", 4, 2), ("iterative_stage1", 2, 2), ("iterative_stage1", 4, 2)}
     assert (out / "plots" / "study_eer_all_pairs.html").exists() and (out / "study.md").exists()
-    assert "Tuning on dev" in (out / "study.md").read_text()
+    assert "Tuning on dev" in (out / "study.md").read_text() and "## Claims" in (out / "study.md").read_text()
+    # intervals of the mean over seeds, and the claims with three outcomes (2 budgets + the cross-budget one)
+    assert all(r["eer_ci"][0] <= r["eer_ci"][1] and r["eer_all_pairs_ci"] is not None for r in summary["table"])
+    assert [c["claim"] for c in summary["claims"]] == [
+        "SSRL better than iterative_stage1 at E = 2", "SSRL better than iterative_stage1 at E = 4",
+        "SSRL at E = 2 better than iterative_stage1 at E = 4 (2 rounds)"]
+    assert all(c["outcome"] in ("better", "worse", "not separable") and c["n_seeds"] == [2, 2]
+               for c in summary["claims"])
     # a second run trains nothing new: every run directory is finished and resumes to its results
     before = {p: p.stat().st_mtime_ns for p in out.rglob("results*.json")}
     st.run_study(st.StudyConfig(profile="smoke", corpus=str(smoke_corpus), out=str(out), dino_run=str(smoke_dino),

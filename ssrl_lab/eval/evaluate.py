@@ -11,19 +11,47 @@ import time
 
 import numpy as np
 
+from .bootstrap import CI_LEVEL, TrialSpeakers, bootstrap_ci
 from .embed import extract_embeddings
 from .metrics import verification_metrics
 from .scoring import all_pairs as score_all_pairs
 from .scoring import cosine_trials
 
-__all__ = ["evaluate", "score_embeddings", "DEV_KEYS", "dev_cache_path"]
+__all__ = ["evaluate", "score_embeddings", "DEV_KEYS", "CI_KEYS", "SCORE_ARRAYS", "dev_cache_path"]
 
 #: the metric keys :func:`evaluate` reports for the dev split (None when the corpus has no dev split,
 #: the trial-list ones also when it has no dev trial list, the all-pairs ones when ``all_pairs`` is off)
 DEV_KEYS = ("dev_eer", "dev_mindcf_0.01", "dev_mindcf_0.05", "dev_eer_all_pairs", "dev_mindcf_0.01_all_pairs",
             "dev_mindcf_0.05_all_pairs", "dev_n_trials", "dev_n_target", "dev_n_pairs", "dev_n_skipped_trials")
 
+#: the 95 % speaker-bootstrap intervals (``[lo, hi]``) :func:`score_embeddings` adds with ``ci_reps``
+#: (see :mod:`ssrl_lab.eval.bootstrap`), and how many replicates they rest on
+CI_KEYS = ("eer_ci", "mindcf_0.01_ci", "mindcf_0.05_ci", "eer_all_pairs_ci", "mindcf_0.01_all_pairs_ci",
+           "mindcf_0.05_all_pairs_ci", "ci_reps", "ci_level")
+#: the arrays :func:`evaluate` returns with ``return_scores`` beside ``scores`` / ``labels``: the test
+#: embeddings, their speaker codes and the (2, n) test-table rows of the scored trials, enough to
+#: rescore the run later (paired comparisons on the trial list and on all pairs)
+SCORE_ARRAYS = ("embeddings", "speakers", "trial_rows")
+
 log = logging.getLogger("ssrl_lab.eval.evaluate")
+
+
+def _ci_fields(scores, trials: TrialSpeakers | None, ci_reps: int, seed: int, suffix: str) -> dict:
+    if trials is None:
+        return {f"{m}{suffix}_ci": None for m in ("eer", "mindcf_0.01", "mindcf_0.05")}
+    ci = bootstrap_ci(scores, trials, n_reps=ci_reps, seed=seed)
+    return {f"{m}{suffix}_ci": ci[m] for m in ("eer", "mindcf_0.01", "mindcf_0.05")}
+
+
+def _trial_speakers(row_a, row_b, speakers, labels) -> TrialSpeakers | None:
+    """The trials' speakers for a bootstrap; None (logged) when some speaker is unknown."""
+    if speakers is None:
+        return None
+    spk = np.asarray(speakers, np.int64)
+    if (spk[row_a] < 0).any() or (spk[row_b] < 0).any() or len(row_a) == 0:
+        log.warning("confidence intervals skipped: some trials have no speaker label")
+        return None
+    return TrialSpeakers.from_rows(row_a, row_b, spk, labels)
 
 
 def score_embeddings(
@@ -35,6 +63,7 @@ def score_embeddings(
     train_mean=None,
     return_scores: bool = False,
     seed: int = 0,
+    ci_reps: int = 0,
 ) -> dict:
     """Metrics of given embeddings (rows of the test table) on ``trials`` and on all pairs.
 
@@ -42,6 +71,10 @@ def score_embeddings(
     metrics None). ``speakers``: (N,) int codes
     (-1 unknown) for the all-pairs metrics. Rows with non-finite embeddings (files skipped at
     extraction) are left out of both; ``n_skipped_trials`` counts the trials dropped.
+
+    ``ci_reps`` > 0 adds :data:`CI_KEYS`: 95 % intervals from ``ci_reps`` replicates of a bootstrap
+    over test speakers (``speakers`` needed; None for what cannot be computed). ``return_scores``
+    adds the trial ``scores`` / ``labels`` and :data:`SCORE_ARRAYS`.
     """
     emb = np.asarray(emb, dtype=np.float32)
     ok_rows = np.isfinite(emb).all(axis=1)
@@ -60,20 +93,32 @@ def score_embeddings(
         m = verification_metrics(scores, labels)
         out = {"eer": m["eer"], "mindcf_0.01": m["mindcf_0.01"], "mindcf_0.05": m["mindcf_0.05"],
                "n_trials": m["n_trials"], "n_target": m["n_target"], "n_skipped_trials": int((~keep).sum())}
+        rows = np.stack([enroll[keep], test[keep]])
+        if ci_reps:
+            out.update(_ci_fields(scores, _trial_speakers(rows[0], rows[1], speakers, labels), ci_reps, seed, ""))
     out.update({"eer_all_pairs": None, "mindcf_0.01_all_pairs": None, "mindcf_0.05_all_pairs": None,
                 "n_pairs": 0})
     if all_pairs and speakers is not None:
         spk = np.where(ok_rows, np.asarray(speakers, dtype=np.int64), -1)
         if (spk >= 0).sum() >= 2:
-            ps, pl = score_all_pairs(safe, spk, mean=train_mean, max_pairs=max_pairs, seed=seed)
+            ps, pl, pi, pj = score_all_pairs(safe, spk, mean=train_mean, max_pairs=max_pairs, seed=seed,
+                                             return_pairs=True)
             if 0 < pl.sum() < pl.size:
                 pm = verification_metrics(ps, pl)
                 out.update({"eer_all_pairs": pm["eer"], "mindcf_0.01_all_pairs": pm["mindcf_0.01"],
                             "mindcf_0.05_all_pairs": pm["mindcf_0.05"], "n_pairs": pm["n_trials"]})
+                if ci_reps:
+                    out.update(_ci_fields(ps, _trial_speakers(pi, pj, spk, pl), ci_reps, seed, "_all_pairs"))
             else:
                 log.warning("all pairs hold a single class (%d pairs); all-pairs metrics skipped", pl.size)
+    if ci_reps:
+        for k in CI_KEYS[:6]:
+            out.setdefault(k, None)
+        out["ci_reps"], out["ci_level"] = int(ci_reps), CI_LEVEL
     if return_scores:
         out["scores"], out["labels"] = scores, labels
+        out["embeddings"], out["trial_rows"] = emb, (rows if trials is not None else np.zeros((2, 0), np.int64))
+        out["speakers"] = None if speakers is None else np.asarray(speakers, np.int64)
     return out
 
 
@@ -94,6 +139,7 @@ def evaluate(
     skip_bad: bool = False,
     seed: int = 0,
     bucket_s: float | None = None,
+    ci_reps: int = 0,
 ) -> dict:
     """Embed ``corpus.test`` with ``model`` and score ``corpus.trials`` and all test pairs.
 
@@ -101,7 +147,9 @@ def evaluate(
     ``mindcf_0.01_all_pairs``, ``mindcf_0.05_all_pairs`` (None when the test table has no
     speaker labels or ``all_pairs`` is False), ``n_trials``, ``n_target``, ``n_pairs``,
     ``n_skipped_trials``, ``seconds``; plus ``scores``/``labels`` (trial list) with
-    ``return_scores``. ``train_mean`` (D,) is subtracted from embeddings before cosine scoring.
+    ``return_scores`` (with :data:`SCORE_ARRAYS`). ``ci_reps`` > 0: the test split's 95 % intervals
+    (:data:`CI_KEYS`, a bootstrap over test speakers). ``train_mean`` (D,) is subtracted from
+    embeddings before cosine scoring.
     Extraction arguments go to :func:`extract_embeddings`.
 
     The same metrics on the corpus's dev split (``corpus.dev`` / ``corpus.dev_trials``), extracted
@@ -114,8 +162,9 @@ def evaluate(
                    progress=progress, skip_bad=skip_bad, bucket_s=bucket_s)
     emb = extract_embeddings(model, corpus.test, cache_path=cache_path, **extract)
     speakers = corpus.test.speaker_codes()[0] if all_pairs else None
-    out = score_embeddings(emb, corpus.trials, speakers, all_pairs=all_pairs, max_pairs=max_pairs,
-                           train_mean=train_mean, return_scores=return_scores, seed=seed)
+    out = score_embeddings(emb, corpus.trials, speakers if speakers is not None else corpus.test.speaker_codes()[0],
+                           all_pairs=all_pairs, max_pairs=max_pairs, train_mean=train_mean,
+                           return_scores=return_scores, seed=seed, ci_reps=ci_reps)
     out.update(dict.fromkeys(DEV_KEYS))
     dev, dev_trials = getattr(corpus, "dev", None), getattr(corpus, "dev_trials", None)
     if dev is not None and (dev_trials is not None or all_pairs):

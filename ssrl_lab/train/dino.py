@@ -26,7 +26,7 @@ from torch import nn
 
 from ..config import check
 from . import distributed as dist
-from .context import (TrainConfig, result_fields, autocast, build_augmenter, build_batch_augment, compile_encoders, build_optimizer, build_spec_augment, clip_gradients,
+from .context import (score_arrays, TrainConfig, result_fields, autocast, build_augmenter, build_batch_augment, compile_encoders, build_optimizer, build_spec_augment, clip_gradients,
                       eval_summary, evaluate_model, make_loader, param_groups, progress as progress_bar,
                       resolve_device, rng_state, seed_everything, set_lr_wd, set_rng_state, skip_batches,
                       steps_per_epoch, sync_bn_enabled, wrap_ddp)
@@ -454,7 +454,7 @@ def train(cfg: DINOConfig, *, resume: bool = False, progress: bool = True,
                 stats["snapshot"] = save_teacher_snapshot(teacher.backbone, train_table, run.path, epoch + 1, cfg.snapshots, device, cfg.skip_bad)
                 last_eval = (stats["eval"], stats["eval_student"])
                 if is_last:
-                    run.write_scores(ev["scores"], ev["labels"])
+                    run.write_scores(ev["scores"], ev["labels"], **score_arrays(ev))
             record = _epoch_record(stats, epoch + 1, epoch_seconds + time.perf_counter() - t0)
             run.log_metrics(record)
             if dist.is_main():
@@ -471,7 +471,7 @@ def train(cfg: DINOConfig, *, resume: bool = False, progress: bool = True,
 
     ev, ev_s = last_eval if last_eval else (None, None)
     if ev is None:  # resumed a run whose last epoch was checkpointed but not evaluated
-        ev = eval_summary(evaluate_model(teacher.backbone, corpus, cfg, device))
+        ev = eval_summary(evaluate_model(teacher.backbone, corpus, cfg, device, ci=True))
     results = {
         "system": "dino", **result_fields(ev), "evaluated": "teacher", "eval_student": ev_s,
         "seconds": seconds_before + time.perf_counter() - t_run, "epochs": cfg.epochs,

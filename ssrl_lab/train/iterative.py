@@ -35,7 +35,7 @@ from ..config import check
 from ..cluster.kmeans import BACKENDS as KMEANS_BACKENDS
 from . import distributed as dist
 from .classifier import ClassifierConfig, ClassifierModel, fit, new_backbone
-from .context import eval_summary, evaluate_model, resolve_device, result_fields, seed_everything
+from .context import score_arrays, eval_summary, evaluate_model, resolve_device, result_fields, seed_everything
 from .run import RunDir
 
 log = logging.getLogger("ssrl_lab.train.iterative")
@@ -202,8 +202,8 @@ def train(cfg: IterativeConfig, *, resume: bool = False, progress: bool = True,
                    "epochs": cfg.epochs * r}
         history.append(results)
         run.write_results(results, f"results_round{r}.json")
-        run.write_scores(ev["scores"], ev["labels"], f"scores_round{r}.npz")
-        run.write_scores(ev["scores"], ev["labels"])
+        run.write_scores(ev["scores"], ev["labels"], f"scores_round{r}.npz", **score_arrays(ev))
+        run.write_scores(ev["scores"], ev["labels"], **score_arrays(ev))
         if dist.is_main():
             log.info("round %d: EER %.2f %% (all pairs %s)", r, ev["eer"], ev["eer_all_pairs"])
         run.save_checkpoint({"round": r, "backbone": current.state_dict(), "encoder": current.encoder_cfg.to_dict(),

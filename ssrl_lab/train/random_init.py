@@ -10,7 +10,7 @@ import time
 from ..config import check
 from . import distributed as dist
 from .classifier import new_backbone
-from .context import TrainConfig, eval_summary, evaluate_model, resolve_device, result_fields
+from .context import score_arrays, TrainConfig, eval_summary, evaluate_model, resolve_device, result_fields
 from .run import RunDir
 
 
@@ -46,7 +46,7 @@ def train(cfg: RandomInitConfig, *, resume: bool = False, progress: bool = True)
     ev = evaluate_model(new_backbone(cfg, cfg.seed).to(device), corpus, cfg, device, progress=progress,
                         return_scores=True)
     run.log_metrics({"stage": "random", "epoch": 0, "eval": eval_summary(ev), "seconds": ev["seconds"]})
-    run.write_scores(ev["scores"], ev["labels"])
+    run.write_scores(ev["scores"], ev["labels"], **score_arrays(ev))
     results = {"system": "random", **result_fields(ev), "evaluated": "random init",
                "seconds": time.perf_counter() - t0, "epochs": 0}
     run.write_results(results)

@@ -219,9 +219,13 @@ class RunDir:
         p = self.path / name
         return json.loads(p.read_text(encoding="utf-8")) if p.exists() else None
 
-    def write_scores(self, scores, labels, name: str = "scores.npz") -> None:
+    def write_scores(self, scores, labels, name: str = "scores.npz", **arrays) -> None:
+        """``name`` with the trial ``scores`` and ``labels``, and any further named ``arrays``
+        (the trainers add ``embeddings``, ``speakers`` and ``trial_rows``: see
+        :func:`ssrl_lab.train.context.score_arrays`)."""
         if self.writer:
-            atomic_numpy_save(self.path / name, scores=np.asarray(scores, np.float32), labels=np.asarray(labels, np.int8))
+            atomic_numpy_save(self.path / name, scores=np.asarray(scores, np.float32), labels=np.asarray(labels, np.int8),
+                              **{k: np.asarray(v) for k, v in arrays.items()})
 
     def write_embeddings(self, name: str, emb, utt_id) -> None:
         if self.writer:

@@ -56,7 +56,7 @@ from ..labels.epoch_end import MASKINGS, NOISE_MODELS
 from ..labels.noise import RECIPES as GMM_RECIPES
 from . import distributed as dist
 from .classifier import ClassifierModel
-from .context import (TrainConfig, result_fields, autocast, build_augmenter, build_batch_augment, compile_encoders, build_spec_augment, clip_gradients, eval_summary,
+from .context import (score_arrays, TrainConfig, result_fields, autocast, build_augmenter, build_batch_augment, compile_encoders, build_spec_augment, clip_gradients, eval_summary,
                       evaluate_model, make_loader, progress as progress_bar, resolve_device, rng_state,
                       seed_everything, set_lr_wd, set_rng_state, skip_batches, steps_per_epoch, sync_bn_enabled,
                       wrap_ddp)
@@ -607,7 +607,7 @@ def train(cfg: SSRLConfig, *, resume: bool = False, progress: bool = True,
                 if is_last:
                     ev_s = evaluate_model(student_mod.backbone, corpus, cfg, device)
                     rec["eval_student"] = eval_summary(ev_s)
-                    run.write_scores(ev["scores"], ev["labels"])
+                    run.write_scores(ev["scores"], ev["labels"], **score_arrays(ev))
                 last_eval = (rec["eval"], rec.get("eval_student"))
                 seconds_eval = time.perf_counter() - t_ev
                 rec["snapshot"] = save_teacher_snapshot(teacher.backbone, table, run.path, epoch + 1, cfg.snapshots, device, cfg.skip_bad)
@@ -632,7 +632,7 @@ def train(cfg: SSRLConfig, *, resume: bool = False, progress: bool = True,
 
     ev, ev_s = last_eval if last_eval else (None, None)
     if ev is None:
-        ev = eval_summary(evaluate_model(teacher.backbone, corpus, cfg, device))
+        ev = eval_summary(evaluate_model(teacher.backbone, corpus, cfg, device, ci=True))
     rows = [r for r in run.read_metrics() if r.get("stage") == "ssrl"] if dist.is_main() else []
     share = [r["epoch_end_share"] for r in rows]
     tshare = [r["teacher_share"] for r in rows if r.get("collecting")]

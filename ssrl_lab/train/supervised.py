@@ -14,7 +14,7 @@ import numpy as np
 from ..config import ConfigError, check
 from . import distributed as dist
 from .classifier import ClassifierConfig, ClassifierModel, fit, new_backbone
-from .context import eval_summary, evaluate_model, resolve_device, result_fields, seed_everything
+from .context import score_arrays, eval_summary, evaluate_model, resolve_device, result_fields, seed_everything
 from .iterative import _DEMO_AUG
 from .run import RunDir
 
@@ -71,7 +71,7 @@ def train(cfg: SupervisedConfig, *, resume: bool = False, progress: bool = True,
     ev = evaluate_model(backbone, corpus, cfg, device, progress=progress, return_scores=True)
     run.log_metrics({"stage": "supervised-eval", "epoch": cfg.epochs, "eval": eval_summary(ev),
                      "seconds": ev["seconds"]})
-    run.write_scores(ev["scores"], ev["labels"])
+    run.write_scores(ev["scores"], ev["labels"], **score_arrays(ev))
     results = {"system": "supervised", **result_fields(ev), "evaluated": info["evaluated"],
                "n_speakers": len(names), "seconds": info["train_seconds"] + ev["seconds"], "epochs": cfg.epochs}
     run.write_results(results)
