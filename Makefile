@@ -18,7 +18,7 @@ PYTEST_ARGS  ?=
 LAB_ARGS     ?=
 ALLOW_ROOT   := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root,)
 
-.PHONY: env test demo study corpus bench lab clean-env
+.PHONY: env test demo study study-archive corpus bench lab clean-env
 
 env: $(STAMP)
 
@@ -44,9 +44,16 @@ demo: $(STAMP)
 
 # The compute-matched study (issue: evidence): about 3 h on 2 idle cores, resumable; a second
 # `make study` only trains what is missing. STUDY_OUT relocates it.
+# STUDY_ARCHIVE (committed) carries the finished runs and the DINO model from machine to machine:
+# restored where missing first, archived again when the study ends or is stopped (make study-archive).
 STUDY_OUT ?= outputs/study
+STUDY_ARCHIVE ?= outputs/study-archive
 study: corpus
-	$(PY) -m ssrl_lab.study --profile demo --corpus $(DEMO_CORPUS) --out $(STUDY_OUT)
+	$(PY) -m ssrl_lab.study --profile demo --corpus $(DEMO_CORPUS) --out $(STUDY_OUT) \
+		--restore-from $(STUDY_ARCHIVE) --archive-to $(STUDY_ARCHIVE)
+
+study-archive: $(STAMP)
+	$(PY) -m ssrl_lab.study --out $(STUDY_OUT) --archive-to $(STUDY_ARCHIVE) --archive-only
 
 bench: $(STAMP)
 	$(PY) bench/trivial_baseline.py

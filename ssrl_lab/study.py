@@ -160,8 +160,11 @@ def run_config(study: StudyConfig, system: str, setting: dict, epochs: int, seed
         ema_start, ema_end = ema_from_share(setting["ema_share"], epochs * steps_per_epoch)
         base = SSRLConfig.profile(study.profile)
         eval_every = base.eval_every if base.eval_every and epochs % base.eval_every == 0 else 0
+        # no explorer snapshots (05_explore's teacher maps): they cost an embedding of the training set
+        # per evaluation and change no result (tests/test_snapshots.py)
+        snap = {"snapshots": {"enabled": False}} if "snapshots" not in common else {}
         return SSRLConfig.profile(study.profile, epochs=epochs, ema_start=ema_start, ema_end=ema_end,
-                                  eval_every=eval_every, **common)
+                                  eval_every=eval_every, **snap, **common)
     from .train.iterative import IterativeConfig
 
     rounds = study.rounds_per_budget[epochs]
@@ -299,6 +302,74 @@ def study_markdown(summary: dict) -> str:
             + "\n\n## Claims\n\n" + claims_markdown(summary.get("claims", [])) + "\n")
 
 
+# -- carrying a study across machines --------------------------------------------------------
+#: the files of a finished run that the study needs to count it as done (and to plot it)
+RUN_FILES = ("config.json", "metrics.jsonl", "results.json")
+
+
+def _copy_atomic(src: Path, dst: Path) -> None:
+    import shutil
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    shutil.copyfile(src, tmp)
+    tmp.replace(dst)
+
+
+def archive_files(study: StudyConfig) -> list[Path]:
+    """The files (relative to ``study.out_dir``) that let another machine resume the study without
+    retraining what is finished: the DINO run with its checkpoint (every stage-2 run starts from
+    it), every finished tuning run's results, every finished study run's results and the scores
+    its points are judged on, and the study's own outputs. Checkpoints of stage-2 runs, snapshots
+    and caches stay behind: an unfinished run restarts."""
+    out = study.out_dir
+    rel: list[Path] = []
+    d = study.dino_dir
+    if (d / "results.json").exists() and study.dino_run is None:
+        rel += [Path("dino") / f for f in (*RUN_FILES, "checkpoint.pt", "scores.npz")]
+    for res in sorted(out.glob("tune/*/*/results.json")):
+        rel += [res.parent.relative_to(out) / f for f in RUN_FILES]
+        rel += [p.relative_to(out) for p in res.parent.glob("results_round*.json")]
+    for res in sorted(out.glob("runs/*/*/*/results.json")):
+        rel += [res.parent.relative_to(out) / f for f in RUN_FILES]
+        for p in res.parent.glob("results_round*.json"):
+            rel += [p.relative_to(out), scores_file(p).relative_to(out)]
+        if not list(res.parent.glob("results_round*.json")):
+            rel.append(res.parent.relative_to(out) / "scores.npz")
+    rel += [p.relative_to(out) for p in (out / "tune" / "choice.json", out / "study.json", out / "study.md")]
+    rel += [p.relative_to(out) for p in sorted((out / "plots").glob("*.html"))]
+    return [r for r in dict.fromkeys(rel) if (out / r).exists()]
+
+
+def archive(study: StudyConfig, dest) -> int:
+    """Copy :func:`archive_files` into ``dest`` (atomically, file by file); returns how many were
+    new or changed."""
+    dest, n = Path(dest), 0
+    for r in archive_files(study):
+        src, dst = study.out_dir / r, dest / r
+        if not dst.exists() or dst.stat().st_size != src.stat().st_size or dst.read_bytes() != src.read_bytes():
+            _copy_atomic(src, dst)
+            n += 1
+    log.info("study: archived %d file(s) into %s", n, dest)
+    return n
+
+
+def restore(study: StudyConfig, src) -> int:
+    """Copy what an :func:`archive` holds into ``study.out_dir`` where it is missing (nothing there
+    is overwritten); returns how many files were copied."""
+    src, n = Path(src), 0
+    if not src.is_dir():
+        return 0
+    for p in sorted(src.rglob("*")):
+        if p.is_file() and not p.name.startswith("."):
+            dst = study.out_dir / p.relative_to(src)
+            if not dst.exists():
+                _copy_atomic(p, dst)
+                n += 1
+    log.info("study: restored %d file(s) from %s", n, src)
+    return n
+
+
 # -- reading the results -------------------------------------------------------------------
 def scores_file(results_path) -> Path:
     """The ``scores*.npz`` beside a ``results*.json`` (``results_round2.json`` -> ``scores_round2.npz``)."""
@@ -394,8 +465,7 @@ def study_claims(rows: list[dict], study: StudyConfig, n_reps: int | None = None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from . import sweep
-    from .notebook_params import repo_root, resolve_path
+    from .notebook_params import resolve_path
 
     ap = argparse.ArgumentParser(prog="python -m ssrl_lab.study", description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", default="demo", choices=("smoke", "demo"))
@@ -404,8 +474,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--kernel", default="python3")
     ap.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                     help="another 06_study parameter (e.g. -p seeds '[0,1]')")
+    ap.add_argument("--restore-from", default=None, metavar="DIR",
+                    help="first copy what this archive holds into --out where missing (a study begun elsewhere)")
+    ap.add_argument("--archive-to", default=None, metavar="DIR",
+                    help="afterwards (also after a failure or SIGTERM) copy what lets another machine resume")
+    ap.add_argument("--archive-only", action="store_true", help="only archive --out into --archive-to; train nothing")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    where = StudyConfig(out=str(resolve_path(args.out)))
+    if args.archive_only:
+        if not args.archive_to:
+            ap.error("--archive-only needs --archive-to")
+        print(f"study: {archive(where, resolve_path(args.archive_to))} file(s) archived into {args.archive_to}")
+        return 0
+    if args.restore_from:
+        print(f"study: {restore(where, resolve_path(args.restore_from))} file(s) restored from {args.restore_from}")
+    if not args.archive_to:
+        return _run(args)
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that the archive below still runs
+    try:
+        return _run(args)
+    finally:
+        print(f"study: {archive(where, resolve_path(args.archive_to))} file(s) archived into {args.archive_to}")
+
+
+def _run(args) -> int:
+    from . import sweep
+    from .notebook_params import repo_root, resolve_path
+
     nb = repo_root() / "notebooks" / "06_study.ipynb"
     params = sweep.notebook_params(nb)
     specs = [("profile", args.profile)] + ([("corpus", args.corpus)] if args.corpus else []) + [tuple(p) for p in args.param]

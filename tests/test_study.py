@@ -76,3 +76,18 @@ def test_study_notebook_runs_on_smoke_and_tunes_on_dev(smoke_corpus, smoke_dino,
                                 systems=["ssrl", "iterative_stage1"], budgets=[2, 4], rounds=["2:1", "4:2"],
                                 seeds=[0, 1], max_settings=2, device="cpu", overrides={"max_steps_per_epoch": 2}))
     assert {p: p.stat().st_mtime_ns for p in out.rglob("results*.json")} == before
+    # the archive carries the finished study to another folder (machine), where nothing retrains
+    n = st.archive(st.StudyConfig(out=str(out), dino_run=str(smoke_dino)), tmp_path / "archive")
+    files = {p.relative_to(tmp_path / "archive").as_posix() for p in (tmp_path / "archive").rglob("*") if p.is_file()}
+    assert n == len(files) and "tune/choice.json" in files and "study.json" in files
+    assert "runs/ssrl/E4/seed1/scores.npz" in files and "runs/iterative_stage1/E4/seed0/scores_round1.npz" in files
+    assert not any(f.endswith("checkpoint.pt") for f in files)  # stage-2 checkpoints stay behind
+    assert st.archive(st.StudyConfig(out=str(out), dino_run=str(smoke_dino)), tmp_path / "archive") == 0
+    moved = tmp_path / "moved"
+    assert st.restore(st.StudyConfig(out=str(moved)), tmp_path / "archive") == n
+    again = st.run_study(st.StudyConfig(profile="smoke", corpus=str(smoke_corpus), out=str(moved),
+                                        dino_run=str(smoke_dino), systems=["ssrl", "iterative_stage1"],
+                                        budgets=[2, 4], rounds=["2:1", "4:2"], seeds=[0, 1], max_settings=2,
+                                        device="cpu", overrides={"max_steps_per_epoch": 2}))
+    assert not list(moved.rglob("checkpoint.pt"))  # nothing was trained
+    assert [c["outcome"] for c in again["claims"]] == [c["outcome"] for c in summary["claims"]]
