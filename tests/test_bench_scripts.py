@@ -34,6 +34,14 @@ def test_fbank_bench_compares_batched_and_kaldi(capsys):
     assert "ratio per-file / batched" in capsys.readouterr().out
 
 
+def test_bootstrap_bench_fast_path_equals_the_dense_reference(capsys):
+    rows = _load("bootstrap").main(["--reps", "20", "--dense-reps", "5", "--speakers", "6", "--per-speaker", "5",
+                                    "--trials", "300"])
+    assert [r["on"] for r in rows] == ["trials", "all_pairs"] and rows[1]["n"] == 30 * 29 // 2
+    assert all(r["max_abs_diff"] < 1e-9 and r["seconds"] > 0 for r in rows)
+    assert "share of budget" in capsys.readouterr().out
+
+
 def test_scoring_bench_small(capsys):
     _load("scoring").main(["--trials", "4000", "--utts", "60", "--dim", "8", "--speakers", "4", "--repeat", "1"])
     out = capsys.readouterr().out
