@@ -32,6 +32,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 test: $(STAMP)
+	$(PY) -m ruff check ssrl_lab tests bench
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 corpus: $(STAMP)

@@ -32,8 +32,8 @@ def demo_like(rng, n_spk=40, per_spk=20, n_trials=8000, noise=1.3):
 
 def main(argv=None) -> list[dict]:
     from ssrl_lab.eval.bootstrap import replicate_metrics
-    from ssrl_lab.eval.saved_scores import SavedScores
     from ssrl_lab.eval.evaluate import score_embeddings
+    from ssrl_lab.eval.saved_scores import SavedScores
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--reps", type=int, default=1000)
@@ -54,7 +54,7 @@ def main(argv=None) -> list[dict]:
     for on in ("trials", "all_pairs"):
         scores, tr, _ = saved.trial_list() if on == "trials" else saved.all_pairs()
         t0 = time.perf_counter()
-        fast = replicate_metrics([scores], tr, n_reps=args.reps, seed=1)
+        replicate_metrics([scores], tr, n_reps=args.reps, seed=1)
         t_fast = time.perf_counter() - t0
         t0 = time.perf_counter()
         dense = replicate_metrics([scores], tr, n_reps=args.dense_reps, seed=1, dense=True)

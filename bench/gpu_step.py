@@ -143,7 +143,7 @@ def main(argv=None) -> list[dict]:
             continue
         m = make()
         fb = m.inputs(2)
-        flops = count_flops(lambda: m.forward(fb).backward()) / 2  # FLOPs are the same on every device
+        flops = count_flops(lambda m=m, fb=fb: m.forward(fb).backward()) / 2  # FLOPs are the same on every device
         m.student.zero_grad(set_to_none=True)
         to_device(m, device)
         if args.compile:

@@ -49,7 +49,7 @@ def _coerce(name: str, value: Any, tp: Any) -> Any:
                 return _coerce(name, value, a)
             except ConfigError as e:
                 errors.append(str(e))
-        raise ConfigError(f"{name}: {value!r} matches none of {args}")
+        raise ConfigError(f"{name}: {value!r} matches none of {args} ({'; '.join(errors)})")
     if origin is typing.Literal:
         if value not in args:
             raise ConfigError(f"{name}: {value!r} is not one of {list(args)}")

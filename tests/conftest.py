@@ -161,7 +161,8 @@ def smoke_corpus(tmp_path_factory):
 @pytest.fixture(scope="session")
 def smoke_dino(smoke_corpus, tmp_path_factory):
     """A one-epoch smoke DINO run (reused when another test file made it already)."""
-    from ssrl_lab.train.dino import DINOConfig, train as dino_train
+    from ssrl_lab.train.dino import DINOConfig
+    from ssrl_lab.train.dino import train as dino_train
 
     run_dir = tmp_path_factory.getbasetemp() / "ssrl-dino-smoke"
     dino_train(DINOConfig.profile("smoke", corpus=str(smoke_corpus), run_dir=str(run_dir), device="cpu", epochs=1,

@@ -5,7 +5,14 @@ import pytest
 import soundfile as sf
 
 from ssrl_lab.data.audio import (
-    SAMPLE_RATE, AudioError, SkipLog, audio_duration, check_audio, fixed_crop, load_audio, random_crop,
+    SAMPLE_RATE,
+    AudioError,
+    SkipLog,
+    audio_duration,
+    check_audio,
+    fixed_crop,
+    load_audio,
+    random_crop,
     write_audio,
 )
 

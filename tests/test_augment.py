@@ -3,8 +3,15 @@ import pytest
 
 from ssrl_lab.config import ConfigError
 from ssrl_lab.data.augment import (
-    KINDS, AugmentConfig, Augmenter, coloured_noise, mix_at_snr, reverberate, synthetic_babble,
-    synthetic_music, synthetic_rir,
+    KINDS,
+    AugmentConfig,
+    Augmenter,
+    coloured_noise,
+    mix_at_snr,
+    reverberate,
+    synthetic_babble,
+    synthetic_music,
+    synthetic_rir,
 )
 from ssrl_lab.data.readers import read_voxceleb
 

@@ -2,7 +2,6 @@
 loader-side path, determinism per (seed, epoch, index), file sources, and exact resume."""
 import os
 import signal
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -192,10 +191,10 @@ def _dino_cfg(corpus, run_dir, **kw):
 
 
 def test_dino_with_in_batch_augmentation_resumes_exactly(smoke_corpus, tmp_path, monkeypatch):
+    from ssrl_lab.data import batch_augment
     from ssrl_lab.train import dino
     from ssrl_lab.train.signals import TrainingInterrupted
     from ssrl_lab.utils.io import read_jsonl
-    from ssrl_lab.data import batch_augment
 
     calls = {"n": 0}
     real = batch_augment.BatchAugmenter.__call__
@@ -237,9 +236,9 @@ def test_dino_with_in_batch_augmentation_resumes_exactly(smoke_corpus, tmp_path,
 
 
 def test_loader_side_builds_no_batch_augmenter_and_batch_side_no_loader_augmenter():
+    from ssrl_lab.config import ConfigError
     from ssrl_lab.train.context import build_augmenter, build_batch_augment
     from ssrl_lab.train.dino import DINOConfig
-    from ssrl_lab.config import ConfigError
 
     cfg = DINOConfig.profile("smoke", augment={})
     assert build_augmenter(cfg, None) is not None

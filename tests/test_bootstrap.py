@@ -4,8 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from ssrl_lab.eval.bootstrap import (TrialSpeakers, bootstrap_ci, compare, outcome, paired_difference,
-                                     replicate_metrics)
+from ssrl_lab.eval.bootstrap import TrialSpeakers, bootstrap_ci, compare, outcome, paired_difference, replicate_metrics
 from ssrl_lab.eval.metrics import verification_metrics
 
 

@@ -5,8 +5,15 @@ import numpy as np
 import pytest
 from sklearn.metrics import normalized_mutual_info_score
 
-from ssrl_lab.cluster.metrics import (cluster_report, cluster_sizes, contingency, hungarian_accuracy,
-                                      inverse_purity, nmi, purity)
+from ssrl_lab.cluster.metrics import (
+    cluster_report,
+    cluster_sizes,
+    contingency,
+    hungarian_accuracy,
+    inverse_purity,
+    nmi,
+    purity,
+)
 
 PRED = np.array([5, 5, 5, 9, 9, 2, 2, 2])
 TRUE = np.array([0, 0, 1, 1, 1, 1, 3, 3])

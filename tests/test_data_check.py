@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import make_tone, write_any
+
 from ssrl_lab.config import ConfigError
 from ssrl_lab.data import check
 from ssrl_lab.data.corpus import open_corpus, write_corpus_json

@@ -1,8 +1,8 @@
 """environment.yml (the conda recipe for GPU servers) carries every runtime dependency of pyproject.toml."""
 import re
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]

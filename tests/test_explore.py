@@ -124,9 +124,10 @@ def test_members_least_clean_first_with_speaker_names(tmp_path, tone, write_wave
 
 
 def test_players_read_m4a_and_note_unreadable_files(tmp_path, tone, write_wave):
+    import io
+
     import ipywidgets as w
     import soundfile as sf
-    import io
 
     m4a = write_wave(tmp_path / "a.m4a", tone(0.5, sr=16000))
     data = listen.wav_bytes(m4a)

@@ -8,9 +8,9 @@ import pytest
 
 from ssrl_lab.data import pack
 from ssrl_lab.data.audio import load_audio
-from ssrl_lab.data.corpus import CorpusError, open_corpus
-from ssrl_lab.data.datasets import MultiCropDataset, PairCropDataset
 from ssrl_lab.data.augment import AugmentConfig, Augmenter
+from ssrl_lab.data.corpus import open_corpus
+from ssrl_lab.data.datasets import MultiCropDataset, PairCropDataset
 
 
 @pytest.fixture(scope="module")

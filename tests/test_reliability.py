@@ -16,7 +16,7 @@ import torch
 from ssrl_lab.config import ConfigError
 from ssrl_lab.train import dino, ssrl
 from ssrl_lab.train.guards import CollapseGuard, TrainingDiverged, check_world
-from ssrl_lab.train.run import RunDir, read_checkpoint
+from ssrl_lab.train.run import read_checkpoint
 from ssrl_lab.train.signals import TrainingInterrupted, interruptible
 from ssrl_lab.utils.io import read_jsonl
 

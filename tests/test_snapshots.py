@@ -6,8 +6,7 @@ import pytest
 import torch
 
 from ssrl_lab.config import ConfigError
-from ssrl_lab.train.snapshots import (SnapshotConfig, list_snapshots, save_teacher_snapshot, snapshot_path,
-                                      snapshot_rows)
+from ssrl_lab.train.snapshots import SnapshotConfig, list_snapshots, save_teacher_snapshot, snapshot_path, snapshot_rows
 from ssrl_lab.utils.io import read_jsonl
 
 

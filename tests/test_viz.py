@@ -146,6 +146,11 @@ def test_queue_dynamics_and_sankey():
     labs = list(fig.data[0].node.label)
     assert not any(l.endswith("c7") for l in labs)
     cols = dict(zip(labs, fig.data[0].node.color))
+    by_cluster = {}
+    for lab, col in cols.items():
+        by_cluster.setdefault(lab.split(": ")[1], set()).add(col)
+    assert all(len(c) == 1 for c in by_cluster.values())  # a cluster keeps its colour from epoch to epoch
+    assert len({next(iter(c)) for c in by_cluster.values()}) == len(by_cluster)  # and no two clusters share one
     fig = queue.cluster_sankey(np.r_[a, [3, 3]], np.r_[b, [3, 3]], 1, 2)
     labs = list(fig.data[0].node.label)
     colors = dict(zip(labs, fig.data[0].node.color))

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import soundfile as sf
 import scipy.fft as sfft
+import soundfile as sf
 
 from ..config import Config, ConfigError, check
 from .audio import SAMPLE_RATE, SkipLog, load_audio, pad_to

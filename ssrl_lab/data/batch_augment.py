@@ -29,7 +29,6 @@ whose files are all unreadable falls back to its built-in source with a warning.
 from __future__ import annotations
 
 import logging
-import math
 from typing import Callable, Sequence
 
 import numpy as np

@@ -11,6 +11,7 @@ Both are plain modules (parameters and buffers only, no hooks or parametrization
 from __future__ import annotations
 
 import math
+
 import numpy as np
 import torch
 import torch.nn as nn

@@ -16,21 +16,37 @@ import dataclasses
 import logging
 import time
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..config import check
 from . import distributed as dist
-from .context import (TrainConfig, autocast, build_augmenter, build_batch_augment, compile_encoders, build_optimizer, build_spec_augment, clip_gradients,
-                      make_loader, param_groups, progress as progress_bar, rng_state, set_lr_wd, set_rng_state,
-                      skip_batches, steps_per_epoch, sync_bn_enabled, wrap_ddp)
-from .guards import check_finite_modules, check_loss, check_world
-from .signals import interruptible
+from .context import (
+    TrainConfig,
+    autocast,
+    build_augmenter,
+    build_batch_augment,
+    build_optimizer,
+    build_spec_augment,
+    clip_gradients,
+    compile_encoders,
+    make_loader,
+    param_groups,
+    rng_state,
+    set_lr_wd,
+    set_rng_state,
+    skip_batches,
+    steps_per_epoch,
+    sync_bn_enabled,
+    wrap_ddp,
+)
+from .context import progress as progress_bar
 from .ema import ema_update, make_teacher, unwrap
+from .guards import check_finite_modules, check_loss, check_world
 from .run import RunDir
 from .schedules import cosine_schedule, momentum_schedule
+from .signals import interruptible
 
 log = logging.getLogger("ssrl_lab.train.classifier")
 
@@ -66,7 +82,7 @@ class ClassifierConfig(TrainConfig):
         check(self.optimizer in ("sgd", "adamw", "adam"), f"optimizer must be sgd, adamw or adam, got {self.optimizer!r}")
         check(self.lr > 0 and self.min_lr >= 0, f"lr must be > 0 and min_lr >= 0 (lr={self.lr}, min_lr={self.min_lr})")
         check(0 <= self.warmup_epochs <= self.epochs, f"warmup_epochs must be in [0, epochs], got {self.warmup_epochs}")
-        check(self.aam_scale > 0 and self.aam_margin >= 0, f"aam_scale must be > 0 and aam_margin >= 0")
+        check(self.aam_scale > 0 and self.aam_margin >= 0, "aam_scale must be > 0 and aam_margin >= 0")
         for name in ("teacher_momentum", "teacher_momentum_end"):
             check(0.0 <= getattr(self, name) <= 1.0, f"{name} must be in [0, 1], got {getattr(self, name)}")
 
@@ -132,9 +148,9 @@ def classifier_step(model, optimizer, wave, labels, it: int, lr_s, cfg: Classifi
 
 
 def train_epoch(model, optimizer, loader, epoch: int, spe: int, lr_s, cfg: ClassifierConfig, device,
-                gate: float | None = None, weights_of=None, teacher=None, mom_s=None, progress: bool = False,
+                gate: float | None = None, teacher=None, mom_s=None, progress: bool = False,
                 desc: str = "train", stop=None, partial: dict | None = None, batch_aug=None) -> dict:
-    """One epoch; ``weights_of(index tensor) -> weights`` gives per-sample weights (optional).
+    """One epoch of :func:`classifier_step` over ``loader``.
 
     ``stop`` (a :class:`~ssrl_lab.train.signals.StopFlag`): when a stop is requested at a step
     boundary before the epoch's end, returns ``{"partial": {...}}`` (the step reached, the sums so
@@ -154,9 +170,8 @@ def train_epoch(model, optimizer, loader, epoch: int, spe: int, lr_s, cfg: Class
         batch = batch_aug(batch, epoch) if batch_aug is not None else batch
         wave = batch["wave"].to(device, non_blocking=True)
         labels = batch["label"].to(device, non_blocking=True)
-        w = weights_of(batch["index"]).to(device) if weights_of is not None else None
         out = classifier_step(model, optimizer, wave, labels, epoch * spe + step, lr_s, cfg, device,
-                              weights=w, gate=gate, teacher=teacher, mom_s=mom_s, epoch=epoch, step=step)
+                              gate=gate, teacher=teacher, mom_s=mom_s, epoch=epoch, step=step)
         sums += torch.tensor([out["loss"], len(labels), float(out["kept"].sum()), float(out["correct"].sum())],
                              dtype=torch.float64)
         n += 1

@@ -15,23 +15,43 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import time
 from typing import Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..config import check
 from . import distributed as dist
-from .context import (score_arrays, TrainConfig, result_fields, autocast, build_augmenter, build_batch_augment, compile_encoders, build_optimizer, build_spec_augment, clip_gradients,
-                      eval_summary, evaluate_model, make_loader, param_groups, progress as progress_bar,
-                      resolve_device, rng_state, seed_everything, set_lr_wd, set_rng_state, skip_batches,
-                      steps_per_epoch, sync_bn_enabled, wrap_ddp)
-from .guards import CollapseGuard, check_finite_modules, check_loss, check_world
+from .context import (
+    TrainConfig,
+    autocast,
+    build_augmenter,
+    build_batch_augment,
+    build_optimizer,
+    build_spec_augment,
+    clip_gradients,
+    compile_encoders,
+    eval_summary,
+    evaluate_model,
+    make_loader,
+    param_groups,
+    resolve_device,
+    result_fields,
+    rng_state,
+    score_arrays,
+    seed_everything,
+    set_lr_wd,
+    set_rng_state,
+    skip_batches,
+    steps_per_epoch,
+    sync_bn_enabled,
+    wrap_ddp,
+)
+from .context import progress as progress_bar
 from .ema import ema_update, make_teacher, unwrap
+from .guards import CollapseGuard, check_finite_modules, check_loss, check_world
 from .run import RunDir, read_checkpoint
 from .schedules import cosine_schedule, momentum_schedule, warmup_constant_schedule
 from .signals import interruptible
@@ -254,9 +274,10 @@ def build_student(cfg: DINOConfig) -> DINOModel:
 
 def load_teacher_backbone(run_dir, device="cpu") -> nn.Module:
     """The teacher SpeakerNet of a DINO run directory (what iterative / SSRL start from)."""
-    from ..models import EncoderConfig, SpeakerNet
     import json
     from pathlib import Path
+
+    from ..models import EncoderConfig, SpeakerNet
 
     run_dir = Path(run_dir)
     cfg = json.loads((run_dir / "config.json").read_text())
@@ -289,8 +310,8 @@ def train(cfg: DINOConfig, *, resume: bool = False, progress: bool = True,
     A NaN / inf loss or a collapsed teacher raises :class:`~ssrl_lab.train.guards.TrainingDiverged`;
     the last checkpoint is kept.
     """
-    from .skips import open_training_corpus
     from ..data.datasets import MultiCropDataset
+    from .skips import open_training_corpus
 
     check(bool(cfg.corpus), "DINOConfig.corpus is empty: give --corpus DIR")
     check(bool(cfg.run_dir), "DINOConfig.run_dir is empty: give --run-dir DIR")

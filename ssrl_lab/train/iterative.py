@@ -31,11 +31,11 @@ import time
 import numpy as np
 import torch
 
-from ..config import check
 from ..cluster.kmeans import BACKENDS as KMEANS_BACKENDS
+from ..config import check
 from . import distributed as dist
 from .classifier import ClassifierConfig, ClassifierModel, fit, new_backbone
-from .context import score_arrays, eval_summary, evaluate_model, resolve_device, result_fields, seed_everything
+from .context import eval_summary, evaluate_model, resolve_device, result_fields, score_arrays, seed_everything
 from .run import RunDir
 
 log = logging.getLogger("ssrl_lab.train.iterative")
@@ -123,9 +123,9 @@ def train(cfg: IterativeConfig, *, resume: bool = False, progress: bool = True,
     ``stop_after=(round, epoch)``: stop after that epoch's checkpoint of that round (tests).
     """
     from ..cluster import cluster_report
-    from .skips import open_training_corpus
     from ..models import EncoderConfig, SpeakerNet
     from .dino import load_teacher_backbone
+    from .skips import open_training_corpus
 
     check(bool(cfg.corpus), "IterativeConfig.corpus is empty: give --corpus DIR")
     check(bool(cfg.run_dir), "IterativeConfig.run_dir is empty: give --run-dir DIR")

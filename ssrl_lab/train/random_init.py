@@ -10,7 +10,7 @@ import time
 from ..config import check
 from . import distributed as dist
 from .classifier import new_backbone
-from .context import score_arrays, TrainConfig, eval_summary, evaluate_model, resolve_device, result_fields
+from .context import TrainConfig, eval_summary, evaluate_model, resolve_device, result_fields, score_arrays
 from .run import RunDir
 
 

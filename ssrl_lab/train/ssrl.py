@@ -49,23 +49,43 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..cluster.kmeans import BACKENDS as KMEANS_BACKENDS
 from ..config import check
 from ..data.augment import STUDENT_AUG
-from ..cluster.kmeans import BACKENDS as KMEANS_BACKENDS
 from ..labels.epoch_end import MASKINGS, NOISE_MODELS
 from ..labels.noise import RECIPES as GMM_RECIPES
 from . import distributed as dist
 from .classifier import ClassifierModel
-from .context import (score_arrays, TrainConfig, result_fields, autocast, build_augmenter, build_batch_augment, compile_encoders, build_spec_augment, clip_gradients, eval_summary,
-                      evaluate_model, make_loader, progress as progress_bar, resolve_device, rng_state,
-                      seed_everything, set_lr_wd, set_rng_state, skip_batches, steps_per_epoch, sync_bn_enabled,
-                      wrap_ddp)
+from .context import (
+    TrainConfig,
+    autocast,
+    build_augmenter,
+    build_batch_augment,
+    build_spec_augment,
+    clip_gradients,
+    compile_encoders,
+    eval_summary,
+    evaluate_model,
+    make_loader,
+    resolve_device,
+    result_fields,
+    rng_state,
+    score_arrays,
+    seed_everything,
+    set_lr_wd,
+    set_rng_state,
+    skip_batches,
+    steps_per_epoch,
+    sync_bn_enabled,
+    wrap_ddp,
+)
+from .context import progress as progress_bar
 from .ema import ema_update, make_teacher, unwrap
 from .guards import TrainingDiverged, check_finite_modules, check_loss, check_world
-from .signals import interruptible
-from .snapshots import SnapshotConfig, save_teacher_snapshot
 from .run import RunDir
 from .schedules import Schedule, cosine_schedule, momentum_schedule
+from .signals import interruptible
+from .snapshots import SnapshotConfig, save_teacher_snapshot
 
 log = logging.getLogger("ssrl_lab.train.ssrl")
 
@@ -313,10 +333,10 @@ def build_models(cfg: SSRLConfig, device: torch.device) -> tuple[ClassifierModel
 
 def initial_labels(cfg: SSRLConfig, run: RunDir, backbone: nn.Module, table, device, progress: bool) -> dict:
     """k-means labels and centroids of the DINO-backbone embeddings (main rank, broadcast)."""
+    from pathlib import Path
+
     from ..cluster import spherical_kmeans
     from ..eval.embed import extract_embeddings
-
-    from pathlib import Path
 
     t0 = time.perf_counter()
     ck = Path(cfg.dino_run) / "checkpoint.pt"
@@ -354,10 +374,10 @@ def train(cfg: SSRLConfig, *, resume: bool = False, progress: bool = True,
     :class:`~ssrl_lab.train.signals.TrainingInterrupted`. A NaN / inf loss raises
     :class:`~ssrl_lab.train.guards.TrainingDiverged`; the last good checkpoint is kept.
     """
-    from .skips import open_training_corpus
     from ..data.datasets import PairCropDataset
     from ..labels import EpochHistory, masked_argmax, sinkhorn_assign
     from ..labels.state import PseudoLabelState
+    from .skips import open_training_corpus
 
     check(bool(cfg.corpus), "SSRLConfig.corpus is empty: give --corpus DIR")
     check(bool(cfg.run_dir), "SSRLConfig.run_dir is empty: give --run-dir DIR")

@@ -7,14 +7,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
-
-import numpy as np
 
 from ..config import ConfigError, check
 from . import distributed as dist
 from .classifier import ClassifierConfig, ClassifierModel, fit, new_backbone
-from .context import score_arrays, eval_summary, evaluate_model, resolve_device, result_fields, seed_everything
+from .context import eval_summary, evaluate_model, resolve_device, result_fields, score_arrays, seed_everything
 from .iterative import _DEMO_AUG
 from .run import RunDir
 
@@ -59,7 +56,6 @@ def train(cfg: SupervisedConfig, *, resume: bool = False, progress: bool = True,
     if (labels < 0).any():
         raise ConfigError(f"corpus {cfg.corpus}: {(labels < 0).sum()} training utterances have no speaker label; "
                           "the supervised bound needs them all")
-    t0 = time.perf_counter()
     seed_everything(cfg.seed)  # the AAM head's initialisation draws from the global generator
     model = ClassifierModel(new_backbone(cfg, cfg.seed), len(names), cfg.aam_scale, cfg.aam_margin)
     seed_everything(cfg.seed + 1000 * dist.rank())
