@@ -272,21 +272,10 @@ def _table(corpus: str | None, tmp: Path):
 def _aac_ratio(path: str, tmp: Path, repeats: int = 3) -> dict | None:
     """Seconds to read a 4-s crop from FLAC and from AAC (m4a, as VoxCeleb2 ships) of one file."""
     try:
-        import av
-
-        from ssrl_lab.data.audio import load_audio
+        from ssrl_lab.data.audio import load_audio, write_m4a
 
         wave = load_audio(path)
-        out = tmp / "probe.m4a"
-        with av.open(str(out), "w") as c:
-            s = c.add_stream("aac", rate=16000)
-            s.layout = "mono"
-            frame = av.AudioFrame.from_ndarray((wave[None] * 32767).astype(np.int16), format="s16", layout="mono")
-            frame.sample_rate = 16000
-            for pkt in s.encode(frame):
-                c.mux(pkt)
-            for pkt in s.encode(None):
-                c.mux(pkt)
+        out = write_m4a(tmp / "probe.m4a", wave)
         dur = min(4.0, len(wave) / 16000 - 0.5)
         t_flac = best_time(lambda: load_audio(path, start_s=0.2, dur_s=dur), repeats)
         t_aac = best_time(lambda: load_audio(str(out), start_s=0.2, dur_s=dur), repeats)

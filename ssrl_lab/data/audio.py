@@ -16,6 +16,7 @@ import dataclasses
 import io
 import logging
 import math
+import os
 import threading
 from fractions import Fraction
 from pathlib import Path
@@ -427,8 +428,42 @@ def write_audio(path, wave: np.ndarray, sr: int = SAMPLE_RATE, subtype: str = "P
     return atomic_write_bytes(path, buf.getvalue())
 
 
+def write_m4a(path, wave: np.ndarray, sr: int = SAMPLE_RATE) -> Path:
+    """Write a mono float wave as AAC in an m4a container (VoxCeleb2's format) with PyAV, atomically;
+    clipped to [-1, 1]. For test fixtures and benchmarks: AAC is lossy."""
+    import tempfile
+
+    import av
+
+    path = Path(path)
+    wave = np.asarray(wave, dtype=np.float32)
+    if wave.ndim != 1:
+        raise ValueError(f"write_m4a({path}): expected a mono (1-D) wave, got shape {wave.shape}")
+    if not np.isfinite(wave).all():
+        raise AudioError(path, "nonfinite", "refusing to write NaN/inf samples")
+    pcm = (np.clip(wave, -1.0, 1.0)[None] * 32767).astype(np.int16)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".m4a")
+    os.close(fd)
+    try:
+        with av.open(tmp, "w", format="mp4") as c:
+            stream = c.add_stream("aac", rate=int(sr))
+            stream.layout = "mono"
+            frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
+            frame.sample_rate = int(sr)
+            for pkt in stream.encode(frame):
+                c.mux(pkt)
+            for pkt in stream.encode(None):
+                c.mux(pkt)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
 __all__ = [
     "SAMPLE_RATE", "SILENCE_THRESHOLD", "REASONS", "AudioError", "AudioInfo", "SkipLog", "DEFAULT_SKIP_LOG",
     "audio_info", "audio_duration", "load_audio", "load_audio_info", "check_audio", "resample", "pad_to", "random_crop",
-    "fixed_crop", "write_audio",
+    "fixed_crop", "write_audio", "write_m4a",
 ]
