@@ -117,14 +117,19 @@ class Config:
         """Build from a mapping; unknown keys are refused with the list of valid ones."""
         data = dict(data or {})
         data.update(overrides)
+        cls._refuse_unknown(data, _prefix)
+        return cls(**data)
+
+    @classmethod
+    def _refuse_unknown(cls, keys, prefix: str = "") -> None:
+        """ConfigError naming the keys that are not fields, and the valid ones."""
         valid = cls.field_names()
-        unknown = sorted(k for k in data if k not in valid)
+        unknown = sorted(k for k in keys if k not in valid)
         if unknown:
             raise ConfigError(
-                f"unknown parameter(s) {', '.join(_prefix + k for k in unknown)} for {cls.__name__}; "
+                f"unknown parameter(s) {', '.join(prefix + k for k in unknown)} for {cls.__name__}; "
                 f"valid: {', '.join(valid)}"
             )
-        return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:
         out = {}
@@ -143,13 +148,7 @@ class Config:
         ``cfg.replace(encoder={"channels": 64})`` updates one field of a nested config.
         """
         data = self.to_dict()
-        valid = self.field_names()
-        unknown = sorted(k for k in overrides if k not in valid)
-        if unknown:
-            raise ConfigError(
-                f"unknown parameter(s) {', '.join(unknown)} for {type(self).__name__}; "
-                f"valid: {', '.join(valid)}"
-            )
+        self._refuse_unknown(overrides)
         for k, v in overrides.items():
             cur = getattr(self, k)
             if isinstance(cur, Config) and isinstance(v, Mapping):

@@ -123,6 +123,12 @@ STUDENT_AUG = dict(p_reverb=1 / 3, p_none=1 / 3, p_noise=1 / 12, p_music=1 / 12,
                    p_babble_music=1 / 12, snr_noise=(0.0, 20.0), snr_music=(0.0, 20.0),
                    snr_babble=(0.0, 20.0), snr_babble_music=(0.0, 20.0), babble_speakers=(3, 8))
 
+#: The demo profiles' augmentation (the loader-side path, SynthVox's MUSAN-like sources): reverb,
+#: noise, music or none with equal odds, at the field SNRs (the iterative and supervised baselines)...
+DEMO_AUG = {"p_reverb": 1.0, "p_noise": 1.0, "p_music": 1.0, "p_babble": 0.0, "p_none": 1.0}
+#: ... and the same kinds at 0-20 dB for SSRL's demo student
+DEMO_STUDENT_AUG = {**DEMO_AUG, "snr_noise": [0.0, 20.0], "snr_music": [0.0, 20.0], "snr_babble": [0.0, 20.0]}
+
 
 # -- mixing primitives ---------------------------------------------------------------------
 def power(x: np.ndarray) -> float:

@@ -18,7 +18,7 @@ import dataclasses
 import logging
 import math
 import random
-from typing import Any, Iterable, Iterator
+from typing import Any, ClassVar, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -347,6 +347,16 @@ class TrainConfig(Config):
             except ImportError:  # pragma: no cover - the data layer is always installed
                 return
             AugmentConfig.from_dict(self.augment, _prefix="augment.")
+
+    #: the named profiles of a trainer's config (``{"smoke": {...}, "demo": {...}, "vox": {...}}``),
+    #: set by the trainer's module: ``smoke`` (seconds, tests), ``demo`` (the SynthVox demo corpus
+    #: on CPU), ``vox`` (VoxCeleb, the paper's settings)
+    PROFILES: ClassVar[dict] = {}
+
+    @classmethod
+    def profile(cls, name: str, **overrides):
+        """The config of profile ``name`` (:attr:`PROFILES`) with ``overrides`` (nested dicts merge)."""
+        return cls._profile(cls.PROFILES, name, overrides)
 
     @classmethod
     def _profile(cls, profiles: dict, name: str, overrides: dict):

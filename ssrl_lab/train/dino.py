@@ -226,10 +226,6 @@ class DINOConfig(TrainConfig):
         check(self.n_prototypes >= 2 and self.head_hidden >= 1 and self.head_bottleneck >= 1,
               "n_prototypes must be >= 2, head_hidden and head_bottleneck >= 1")
 
-    @classmethod
-    def profile(cls, name: str, **overrides) -> "DINOConfig":
-        """``smoke`` (seconds, tests), ``demo`` (CPU demo corpus) or ``vox`` (the paper)."""
-        return cls._profile(PROFILES, name, overrides)
 
 
 PROFILES: dict[str, dict] = {
@@ -260,6 +256,7 @@ PROFILES: dict[str, dict] = {
         augment_on="batch",  # bench/loader.py: 3.8-5.4x the items per worker from FLAC, 61-71x from packed shards
     ),
 }
+DINOConfig.PROFILES = PROFILES
 
 
 # -- training ------------------------------------------------------------------------------

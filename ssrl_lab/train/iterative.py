@@ -33,6 +33,7 @@ import torch
 
 from ..cluster.kmeans import BACKENDS as KMEANS_BACKENDS
 from ..config import check
+from ..data.augment import DEMO_AUG
 from . import distributed as dist
 from .classifier import ClassifierConfig, ClassifierModel, fit, new_backbone
 from .context import eval_summary, evaluate_model, resolve_device, result_fields, score_arrays, seed_everything
@@ -74,25 +75,21 @@ class IterativeConfig(ClassifierConfig):
               f"loss_gates has {len(self.loss_gates)} values for {self.rounds} rounds (give one per round or none)")
         check(all(g > 0 for g in self.loss_gates), f"loss_gates must be > 0, got {self.loss_gates}")
 
-    @classmethod
-    def profile(cls, name: str, **overrides) -> "IterativeConfig":
-        return cls._profile(PROFILES, name, overrides)
 
-
-_DEMO_AUG = {"p_reverb": 1.0, "p_noise": 1.0, "p_music": 1.0, "p_babble": 0.0, "p_none": 1.0}
 
 PROFILES: dict[str, dict] = {
     "smoke": dict(encoder_preset="micro", crop_s=1.0, batch_size=8, epochs=2, max_steps_per_epoch=3, rounds=2, k=6,
                   augment=None, amp="off", eval_batch_size=16, eval_max_len_s=1.5, lr=1e-3, kmeans_iter=10),
     "demo": dict(encoder_preset="tiny", crop_s=2.0, batch_size=64, epochs=6, embed_chunk_s=4.0, optimizer="adam", lr=2e-3,
                  min_lr=1e-5, warmup_epochs=1.0, weight_decay=5e-5, rounds=2, k=300, init="new",
-                 dino_run="outputs/demo/dino", augment=_DEMO_AUG, preload=True, embed_max_len_s=None,
+                 dino_run="outputs/demo/dino", augment=dict(DEMO_AUG), preload=True, embed_max_len_s=None,
                  eval_batch_size=32, eval_bucket_s=0.5),
     "vox": dict(encoder_preset="ssrl_paper", crop_s=2.0, batch_size=256, epochs=40, optimizer="adam", lr=1e-3,
                 min_lr=1e-5, warmup_epochs=2.0, weight_decay=5e-5, rounds=5, k=6000, init="new",
                 loss_gates=[1.0, 3.0, 3.0, 5.0, 6.0], augment={}, num_workers=8, eval_batch_size=1,
                 embed_max_len_s=10.0, embed_chunk_s=4.0),
 }
+IterativeConfig.PROFILES = PROFILES
 
 
 def _embed(model, table, cfg: IterativeConfig, device, progress: bool) -> np.ndarray:

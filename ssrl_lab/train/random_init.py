@@ -18,9 +18,6 @@ from .run import RunDir
 class RandomInitConfig(TrainConfig):
     """Only the encoder, the seed and the evaluation settings matter."""
 
-    @classmethod
-    def profile(cls, name: str, **overrides) -> "RandomInitConfig":
-        return cls._profile(PROFILES, name, overrides)
 
 
 PROFILES: dict[str, dict] = {
@@ -28,6 +25,7 @@ PROFILES: dict[str, dict] = {
     "demo": dict(encoder_preset="tiny", augment=None, eval_batch_size=32, eval_bucket_s=0.5),
     "vox": dict(encoder_preset="ssrl_paper", augment=None, eval_batch_size=1),
 }
+RandomInitConfig.PROFILES = PROFILES
 
 
 def train(cfg: RandomInitConfig, *, resume: bool = False, progress: bool = True) -> dict:

@@ -9,10 +9,10 @@ import dataclasses
 import logging
 
 from ..config import ConfigError, check
+from ..data.augment import DEMO_AUG
 from . import distributed as dist
 from .classifier import ClassifierConfig, ClassifierModel, fit, new_backbone
 from .context import eval_summary, evaluate_model, resolve_device, result_fields, score_arrays, seed_everything
-from .iterative import _DEMO_AUG
 from .run import RunDir
 
 log = logging.getLogger("ssrl_lab.train.supervised")
@@ -22,21 +22,19 @@ log = logging.getLogger("ssrl_lab.train.supervised")
 class SupervisedConfig(ClassifierConfig):
     """Classifier training on the true labels (see :class:`ClassifierConfig`)."""
 
-    @classmethod
-    def profile(cls, name: str, **overrides) -> "SupervisedConfig":
-        return cls._profile(PROFILES, name, overrides)
 
 
 PROFILES: dict[str, dict] = {
     "smoke": dict(encoder_preset="micro", crop_s=1.0, batch_size=8, epochs=2, max_steps_per_epoch=3, augment=None,
                   amp="off", eval_batch_size=16, eval_max_len_s=1.5),
     "demo": dict(encoder_preset="tiny", crop_s=2.0, batch_size=64, epochs=8, optimizer="adam", lr=2e-3, min_lr=1e-5,
-                 warmup_epochs=1.0, weight_decay=5e-5, augment=_DEMO_AUG, preload=True, eval_every=0,
+                 warmup_epochs=1.0, weight_decay=5e-5, augment=dict(DEMO_AUG), preload=True, eval_every=0,
                  eval_batch_size=32, eval_bucket_s=0.5),
     "vox": dict(encoder_preset="ssrl_paper", crop_s=2.0, batch_size=256, epochs=80, optimizer="adam", lr=1e-3,
                 min_lr=1e-5, warmup_epochs=2.0, weight_decay=5e-5, augment={}, num_workers=8, eval_batch_size=1,
                 eval_every=10),
 }
+SupervisedConfig.PROFILES = PROFILES
 
 
 def train(cfg: SupervisedConfig, *, resume: bool = False, progress: bool = True,
