@@ -71,6 +71,11 @@ def lab_root(smoke_corpus, smoke_dino, tmp_path_factory):
     pm.execute_notebook(str(NB_DIR / "05_explore.ipynb"), str(root / "05_explore.ipynb"), prepare_only=True,
                         kernel_name="python3", parameters=dict(common, runs_root=str(root / "runs"), method="pca",
                                                                page_size=5))
+    # a run that trains inside JupyterLab (so that its progress bar shows): a fresh two-epoch DINO
+    pm.execute_notebook(str(NB_DIR / "01_dino.ipynb"), str(root / "01_dino.ipynb"), prepare_only=True,
+                        kernel_name="python3", parameters=dict(profile="smoke", corpus=str(smoke_corpus),
+                                                               run_dir=str(root / "live-dino"), epochs=2,
+                                                               device="cpu"))
     return root
 
 
@@ -260,5 +265,23 @@ def test_03_and_05_in_jupyterlab(lab, lab_root, browser, tmp_path):
     explorer.scroll_into_view_if_needed()
     explorer.screenshot(path=str(tmp_path / "explorer.png"))
     page.screenshot(path=str(tmp_path / "05_explore_after.png"), full_page=True)
+    page.close()
+
+    # -- 01_dino trains in the browser: a tqdm.auto widget bar per stage, with the progress line under it
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.on("pageerror", lambda e: console_errors.append(str(e)))
+    state = _run_all(page, base, token, "01_dino.ipynb", tmp_path)
+    assert _errors(lab_root / "01_dino.ipynb") == []
+    assert "Error displaying widget" not in state["text"]
+    bars = page.evaluate("""() => Array.from(document.querySelectorAll('.jp-OutputArea-output .widget-hprogress, '
+        + '.jp-OutputArea-output .widget-progress')).map(el => {
+          const box = el.closest('.widget-hbox') || el.parentElement;
+          return {text: box ? box.innerText : '', width: el.getBoundingClientRect().width}; })""")
+    assert bars and all(b["width"] > 0 for b in bars), bars
+    assert any("2/2" in b["text"] for b in bars), bars  # the bar ran to the end of both epochs
+    assert "[progress] dino" in state["text"] and "epoch 2/2" in state["text"]
+    bar = page.locator(".jp-OutputArea-output:has(.widget-hbox)").first
+    bar.scroll_into_view_if_needed()
+    bar.screenshot(path=str(tmp_path / "progress_bar.png"))
     assert not console_errors, console_errors
     print(f"screenshots in {tmp_path}")
