@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import check
+from ..labels.noise import weighted_loss
 from . import distributed as dist
 from .context import (
     TrainConfig,
@@ -121,8 +122,7 @@ def weighted_ce(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tenso
     ce = F.cross_entropy(logits.float(), labels, reduction="none")
     keep = torch.ones_like(ce, dtype=torch.bool) if gate is None else (ce.detach() < gate)
     w = keep.float() if weights is None else weights.float() * keep.float()
-    loss = (w * ce).sum() / w.sum().clamp_min(1e-8)
-    return loss, ce.detach(), keep
+    return weighted_loss(ce, w, eps=1e-8), ce.detach(), keep
 
 
 def classifier_step(model, optimizer, wave, labels, it: int, lr_s, cfg: ClassifierConfig, device,

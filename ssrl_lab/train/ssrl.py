@@ -54,6 +54,7 @@ from ..config import check
 from ..data.augment import DEMO_STUDENT_AUG, STUDENT_AUG
 from ..labels.epoch_end import MASKINGS, NOISE_MODELS
 from ..labels.noise import RECIPES as GMM_RECIPES
+from ..labels.noise import weighted_loss
 from . import distributed as dist
 from .classifier import ClassifierModel
 from .context import (
@@ -547,10 +548,7 @@ def train(cfg: SSRLConfig, *, resume: bool = False, progress: bool = True,
                 with autocast(device, cfg.amp):
                     logits = student_ddp(xs, y, augment_spec=cfg.spec_augment)
                 ce = F.cross_entropy(logits.float(), y, reduction="none")
-                if w is None:
-                    loss = ce.mean()
-                else:
-                    loss = (w * ce).sum() / w.sum().clamp_min(1e-8)
+                loss = ce.mean() if w is None else weighted_loss(ce, w, eps=1e-8)
                 check_loss(loss, "SSRL student", epoch, step, it)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
