@@ -11,6 +11,11 @@ The script uses only public entry points (``train(cfg)`` of each method), so it 
 Regenerate the file from the commit *before* a refactor, never from refactored code::
 
     git worktree add /tmp/pre <commit> && cd /tmp/pre && python tests/golden/make_golden.py --out tests/golden/golden.json
+
+Training is chaotic: a different CPU (another instruction set, so other float kernels) drifts past
+1e-4 within a few steps. The file therefore records the machine (``_machine``: CPU capability and
+model, torch version, threads) and the reference commit; on another machine the test rebuilds the
+record from that commit's code (``git archive``) and compares with it instead.
 """
 from __future__ import annotations
 
@@ -64,6 +69,24 @@ def _config(module: str, corpus: str, run_dir: Path, dino_dir: Path, overrides: 
     return mod, cls.profile("smoke", corpus=corpus, run_dir=str(run_dir), device="cpu", seed=0, **extra, **overrides)
 
 
+def machine() -> dict:
+    """What decides the float kernels: torch's CPU capability, the CPU model, torch, threads."""
+    import platform
+
+    import torch
+
+    model = ""
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        model = platform.processor()
+    return {"cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_model": model,
+            "torch": torch.__version__, "threads": torch.get_num_threads()}
+
+
 def record(corpus, work) -> dict:
     """Train every run of :data:`RUNS` under ``work`` and return the cleaned record."""
     import numpy as np
@@ -115,6 +138,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=str(Path(__file__).with_name("golden.json")))
     ap.add_argument("--corpus", default=None, help="the SynthVox smoke corpus (default: built in a temporary folder)")
+    ap.add_argument("--commit", default=None, help="the commit whose code this is (recorded in _machine)")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         corpus = args.corpus
@@ -123,6 +147,7 @@ def main(argv=None) -> int:
 
             corpus = build_synthvox(Path(tmp) / "smoke-corpus", "smoke", seed=0)
         rec = record(corpus, Path(tmp) / "runs")
+    rec["_machine"] = {**machine(), "commit": args.commit}
     Path(args.out).write_text(json.dumps(rec, indent=1, sort_keys=True) + "\n")
     print(f"wrote {args.out}: {', '.join(rec)}")
     return 0
