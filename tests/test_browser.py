@@ -189,17 +189,22 @@ def _errors(path: Path) -> list[str]:
             if o.get("output_type") == "error"]
 
 
-@pytest.mark.slow
-def test_03_and_05_in_jupyterlab(lab, lab_root, browser, tmp_path):
+def _open_and_run(browser, lab, lab_root, name, shots, console_errors):
+    """A new page that runs all of ``name``: no error output, no broken widget; returns (page, state)."""
     base, token = lab
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    console_errors = []
     page.on("pageerror", lambda e: console_errors.append(str(e)))
-
-    # -- 03_ssrl ---------------------------------------------------------------------------
-    state = _run_all(page, base, token, "03_ssrl.ipynb", tmp_path)
-    assert _errors(lab_root / "03_ssrl.ipynb") == []
+    state = _run_all(page, base, token, name, shots)
+    assert _errors(lab_root / name) == []
     assert "Error displaying widget" not in state["text"]
+    return page, state
+
+
+@pytest.mark.slow
+def test_03_and_05_in_jupyterlab(lab, lab_root, browser, tmp_path):
+    # -- 03_ssrl ---------------------------------------------------------------------------
+    console_errors = []
+    page, state = _open_and_run(browser, lab, lab_root, "03_ssrl.ipynb", tmp_path, console_errors)
     plots = page.evaluate(_PLOTS)
     assert len(plots) >= 8, plots
     assert all(p["n_traces"] > 0 for p in plots), plots
@@ -210,11 +215,7 @@ def test_03_and_05_in_jupyterlab(lab, lab_root, browser, tmp_path):
     page.close()
 
     # -- 05_explore ------------------------------------------------------------------------
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.on("pageerror", lambda e: console_errors.append(str(e)))
-    state = _run_all(page, base, token, "05_explore.ipynb", tmp_path)
-    assert _errors(lab_root / "05_explore.ipynb") == []
-    assert "Error displaying widget" not in state["text"]
+    page, state = _open_and_run(browser, lab, lab_root, "05_explore.ipynb", tmp_path, console_errors)
     plots = page.evaluate(_PLOTS)
     assert all(p["n_traces"] > 0 and p["n_points"] > 0 for p in plots), plots
     before = page.evaluate(_MAP_XY)
@@ -268,11 +269,7 @@ def test_03_and_05_in_jupyterlab(lab, lab_root, browser, tmp_path):
     page.close()
 
     # -- 01_dino trains in the browser: a tqdm.auto widget bar per stage, with the progress line under it
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.on("pageerror", lambda e: console_errors.append(str(e)))
-    state = _run_all(page, base, token, "01_dino.ipynb", tmp_path)
-    assert _errors(lab_root / "01_dino.ipynb") == []
-    assert "Error displaying widget" not in state["text"]
+    page, state = _open_and_run(browser, lab, lab_root, "01_dino.ipynb", tmp_path, console_errors)
     bars = page.evaluate("""() => Array.from(document.querySelectorAll('.jp-OutputArea-output .widget-hprogress, '
         + '.jp-OutputArea-output .widget-progress')).map(el => {
           const box = el.closest('.widget-hbox') || el.parentElement;

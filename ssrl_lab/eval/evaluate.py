@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from .bootstrap import CI_LEVEL, TrialSpeakers, bootstrap_ci
+from .bootstrap import CI_LEVEL, METRICS, TrialSpeakers, bootstrap_ci
 from .embed import extract_embeddings
 from .metrics import verification_metrics
 from .scoring import all_pairs as score_all_pairs
@@ -38,9 +38,19 @@ log = logging.getLogger("ssrl_lab.eval.evaluate")
 
 def _ci_fields(scores, trials: TrialSpeakers | None, ci_reps: int, seed: int, suffix: str) -> dict:
     if trials is None:
-        return {f"{m}{suffix}_ci": None for m in ("eer", "mindcf_0.01", "mindcf_0.05")}
+        return {f"{m}{suffix}_ci": None for m in METRICS}
     ci = bootstrap_ci(scores, trials, n_reps=ci_reps, seed=seed)
-    return {f"{m}{suffix}_ci": ci[m] for m in ("eer", "mindcf_0.01", "mindcf_0.05")}
+    return {f"{m}{suffix}_ci": ci[m] for m in METRICS}
+
+
+def usable_rows(emb, speakers=None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """``(ok_rows, safe embeddings, speakers)``: rows with non-finite embeddings (files skipped at
+    extraction) are zeroed in ``safe`` and get speaker -1, so no trial or pair uses them."""
+    emb = np.asarray(emb, dtype=np.float32)
+    ok = np.isfinite(emb).all(axis=1)
+    safe = np.where(ok[:, None], emb, 0.0).astype(np.float32)
+    spk = None if speakers is None else np.where(ok, np.asarray(speakers, dtype=np.int64), -1)
+    return ok, safe, spk
 
 
 def _trial_speakers(row_a, row_b, speakers, labels) -> TrialSpeakers | None:
@@ -77,8 +87,7 @@ def score_embeddings(
     adds the trial ``scores`` / ``labels`` and :data:`SCORE_ARRAYS`.
     """
     emb = np.asarray(emb, dtype=np.float32)
-    ok_rows = np.isfinite(emb).all(axis=1)
-    safe = np.where(ok_rows[:, None], emb, 0.0).astype(np.float32)
+    ok_rows, safe, spk = usable_rows(emb, speakers)
     if trials is None:  # all pairs only (a dev split without a trial list)
         scores, labels = np.zeros(0, np.float32), np.zeros(0, np.int8)
         out = {"eer": None, "mindcf_0.01": None, "mindcf_0.05": None, "n_trials": 0, "n_target": 0,
@@ -98,8 +107,7 @@ def score_embeddings(
             out.update(_ci_fields(scores, _trial_speakers(rows[0], rows[1], speakers, labels), ci_reps, seed, ""))
     out.update({"eer_all_pairs": None, "mindcf_0.01_all_pairs": None, "mindcf_0.05_all_pairs": None,
                 "n_pairs": 0})
-    if all_pairs and speakers is not None:
-        spk = np.where(ok_rows, np.asarray(speakers, dtype=np.int64), -1)
+    if all_pairs and spk is not None:
         if (spk >= 0).sum() >= 2:
             ps, pl, pi, pj = score_all_pairs(safe, spk, mean=train_mean, max_pairs=max_pairs, seed=seed,
                                              return_pairs=True)
@@ -161,9 +169,7 @@ def evaluate(
     extract = dict(device=device, batch_size=batch_size, chunk_s=chunk_s, max_len_s=max_len_s, cache_key=cache_key,
                    progress=progress, skip_bad=skip_bad, bucket_s=bucket_s)
     emb = extract_embeddings(model, corpus.test, cache_path=cache_path, **extract)
-    speakers = corpus.test.speaker_codes()[0] if all_pairs else None
-    out = score_embeddings(emb, corpus.trials, speakers if speakers is not None else corpus.test.speaker_codes()[0],
-                           all_pairs=all_pairs, max_pairs=max_pairs, train_mean=train_mean,
+    out = score_embeddings(emb, corpus.trials, corpus.test.speaker_codes()[0], all_pairs=all_pairs, max_pairs=max_pairs, train_mean=train_mean,
                            return_scores=return_scores, seed=seed, ci_reps=ci_reps)
     out.update(dict.fromkeys(DEV_KEYS))
     dev, dev_trials = getattr(corpus, "dev", None), getattr(corpus, "dev_trials", None)

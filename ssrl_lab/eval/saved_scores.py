@@ -44,15 +44,14 @@ class SavedScores:
 
     def all_pairs(self) -> tuple[np.ndarray, TrialSpeakers, bytes]:
         """All test pairs scored as :func:`~ssrl_lab.eval.evaluate.score_embeddings` scores them."""
+        from .evaluate import usable_rows
         from .scoring import all_pairs
 
         if self.embeddings is None or self.speakers is None:
             raise ScoresError(f"{self.path} holds no test embeddings (written before confidence intervals were "
                               "recorded): rerun its evaluation to compare it on all pairs")
-        emb = np.asarray(self.embeddings, np.float32)
-        ok = np.isfinite(emb).all(axis=1)
-        spk = np.where(ok, self.speakers.astype(np.int64), -1)
-        ps, pl, pi, pj = all_pairs(np.where(ok[:, None], emb, 0.0).astype(np.float32), spk, return_pairs=True)
+        _, safe, spk = usable_rows(self.embeddings, self.speakers)
+        ps, pl, pi, pj = all_pairs(safe, spk, return_pairs=True)
         tr = TrialSpeakers.from_rows(pi, pj, spk, pl)
         return ps.astype(np.float64), tr, np.stack([pi, pj]).astype(np.int64).tobytes()
 
