@@ -40,6 +40,9 @@ RUNS = (
     ("ssrl_gate", "ssrl", dict(noise_model="gate", gate_threshold=2.5, epochs=3, max_steps_per_epoch=3, snapshots={"enabled": False})),
 )
 STAGE2 = ("iterative", "ssrl")
+#: each trainer module's config class, as its module exports it
+CONFIGS = {"dino": "DINOConfig", "random_init": "RandomInitConfig", "supervised": "SupervisedConfig",
+           "iterative": "IterativeConfig", "ssrl": "SSRLConfig"}
 #: keys that vary between two runs of one commit on one machine
 VOLATILE = ("seconds", "run_dir", "path", "file", "eta", "wall", "snapshot", "corpus", "dino_run", "time")
 
@@ -64,7 +67,7 @@ def _config(module: str, corpus: str, run_dir: Path, dino_dir: Path, overrides: 
     import importlib
 
     mod = importlib.import_module(f"ssrl_lab.train.{module}")
-    cls = next(getattr(mod, n) for n in dir(mod) if n.endswith("Config") and getattr(mod, n).__module__ == mod.__name__)
+    cls = getattr(mod, CONFIGS[module])  # the public name, wherever the class is defined
     extra = dict(dino_run=str(dino_dir)) if module in STAGE2 else {}
     return mod, cls.profile("smoke", corpus=corpus, run_dir=str(run_dir), device="cpu", seed=0, **extra, **overrides)
 
