@@ -28,6 +28,12 @@ def n_frames(n_samples: int, sample_rate: int = 16000, win_ms: float = 25.0, hop
     return 1 + (n_samples - win) // hop
 
 
+def max_normalize(wave: torch.Tensor) -> torch.Tensor:
+    """Divide each ``(B, T)`` row by its peak magnitude (silent rows unchanged)."""
+    peak = wave.abs().amax(dim=1, keepdim=True)
+    return wave / torch.where(peak > 0, peak, torch.ones_like(peak))
+
+
 class Fbank(nn.Module):
     """Log-Mel filterbank with per-utterance mean normalisation.
 

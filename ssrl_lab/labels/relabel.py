@@ -23,6 +23,7 @@ __all__ = [
     "active_from_labels",
     "update_active",
     "sinkhorn_assign",
+    "self_labels",
     "cosine_scores",
     "label_change_rate",
 ]
@@ -199,3 +200,12 @@ def label_change_rate(old: torch.Tensor, new: torch.Tensor) -> float:
     if old.numel() == 0:
         return 0.0
     return float((old.to(new.device).to(torch.int64) != new.to(torch.int64)).float().mean())
+
+
+def self_labels(logits: torch.Tensor, active: torch.Tensor, *, sinkhorn: bool = False, scale: float = 1.0,
+                n_iter: int = 3, epsilon: float = 0.05) -> torch.Tensor:
+    """SSRL's teacher self labels of ``(B, K)`` logits: the argmax over the active clusters, or with
+    ``sinkhorn`` the Sinkhorn-balanced assignment of the batch on ``logits / scale`` (cosines)."""
+    if sinkhorn:
+        return sinkhorn_assign(logits / scale, active, n_iter=n_iter, epsilon=epsilon)
+    return masked_argmax(logits, active)

@@ -112,11 +112,21 @@ class PseudoLabelState:
             return self_label
         return self.queue.vote_with(index, self_label, self._vote_mask())
 
-    def begin_epoch(self) -> None:
-        """Forget what the previous epoch collected."""
+    def begin_epoch(self, collected: dict[str, Any] | None = None) -> None:
+        """Forget what the previous epoch collected, or restore what an interrupted epoch had
+        collected (``collected``: :meth:`collected`'s dict)."""
+        if collected is not None:
+            self.coll_label = torch.as_tensor(collected["coll_label"]).to(self.device, torch.int64)
+            self.coll_loss = torch.as_tensor(collected["coll_loss"]).to(self.device, torch.float32)
+            self.visited = torch.as_tensor(collected["visited"]).to(self.device, torch.bool)
+            return
         self.coll_label = torch.full((self.n,), -1, dtype=torch.int64, device=self.device)
         self.coll_loss = torch.full((self.n,), float("nan"), dtype=torch.float32, device=self.device)
         self.visited = torch.zeros(self.n, dtype=torch.bool, device=self.device)
+
+    def collected(self) -> dict[str, Any]:
+        """What this epoch has collected so far (:data:`COLLECTED`), on the CPU."""
+        return {"coll_label": self.coll_label.cpu(), "coll_loss": self.coll_loss.cpu(), "visited": self.visited.cpu()}
 
     def collect(self, index: torch.Tensor, self_label: torch.Tensor, loss: torch.Tensor) -> None:
         """Store the teacher's labels and losses of rows ``index`` (all ranks' rows, gathered)."""
@@ -151,8 +161,7 @@ class PseudoLabelState:
     def state_dict(self) -> dict[str, Any]:
         """Labels, queue, p_clean, active clusters and the epoch's collection, on the CPU."""
         return {"labels": self.labels.cpu(), "queue": self.queue.state_dict(), "p_clean": self.p_clean.cpu(),
-                "active": self.active.cpu(), "coll_label": self.coll_label.cpu(),
-                "coll_loss": self.coll_loss.cpu(), "visited": self.visited.cpu()}
+                "active": self.active.cpu(), **self.collected()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         missing = [key for key in ("labels", "queue", "p_clean", "active") if key not in state]
@@ -168,8 +177,4 @@ class PseudoLabelState:
         self.queue.load_state_dict(state["queue"])
         self.p_clean = torch.as_tensor(state["p_clean"]).to(self.device, torch.float32)
         self.active = torch.as_tensor(state["active"]).to(self.device, torch.bool)
-        self.begin_epoch()
-        if "coll_label" in state:
-            self.coll_label = torch.as_tensor(state["coll_label"]).to(self.device, torch.int64)
-            self.coll_loss = torch.as_tensor(state["coll_loss"]).to(self.device, torch.float32)
-            self.visited = torch.as_tensor(state["visited"]).to(self.device, torch.bool)
+        self.begin_epoch(state if "coll_label" in state else None)

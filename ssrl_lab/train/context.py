@@ -10,6 +10,7 @@
 * :func:`make_loader` - a DataLoader for one epoch (``dataset.set_epoch`` and
   ``sampler.set_epoch`` called), batches collated by :func:`collate`.
 * :func:`progress` - tqdm on the main process when ``enabled``, a plain iterator otherwise.
+* :class:`StepTimer` - wall clock that synchronises CUDA first (times device work).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import dataclasses
 import logging
 import math
 import random
+import time
 from typing import Any, ClassVar, Iterable, Iterator
 
 import numpy as np
@@ -69,6 +71,19 @@ def autocast(device: torch.device, amp: str):
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+class StepTimer:
+    """Wall-clock timer that synchronises CUDA first, so it measures the device work."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.device = device
+
+    def now(self) -> float:
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
 
 
 def seed_everything(seed: int) -> None:
@@ -371,6 +386,33 @@ class TrainConfig(Config):
             base["encoder"] = EncoderConfig.preset(enc, **base.pop("encoder", {})).to_dict()
         cfg = cls.from_dict(base)
         return cfg.replace(**overrides) if overrides else cfg
+
+
+@dataclasses.dataclass
+class OptimConfig(TrainConfig):
+    """The fields of the trainers with a cosine learning rate (DINO, the classifier trainers):
+    the global ``batch_size``, ``epochs``, ``optimizer`` ("sgd" with ``sgd_momentum``, "adamw",
+    "adam"), ``lr`` -> ``min_lr`` (cosine after ``warmup_epochs`` of linear warm-up),
+    ``weight_decay`` (none on biases and norms) and ``clip_grad`` (the total gradient norm; 0 = off)."""
+
+    batch_size: int = 64
+    epochs: int = 10
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    min_lr: float = 1e-5
+    warmup_epochs: float = 0.0
+    weight_decay: float = 5e-5
+    sgd_momentum: float = 0.9
+    clip_grad: float = 3.0
+
+    def validate(self) -> None:
+        super().validate()
+        check(self.batch_size >= 2, f"batch_size must be >= 2, got {self.batch_size}")
+        check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
+        check(self.optimizer in ("sgd", "adamw", "adam"), f"optimizer must be sgd, adamw or adam, got {self.optimizer!r}")
+        check(self.lr > 0 and self.min_lr >= 0, f"lr must be > 0 and min_lr >= 0 (lr={self.lr}, min_lr={self.min_lr})")
+        check(0 <= self.warmup_epochs <= self.epochs, f"warmup_epochs must be in [0, epochs], got {self.warmup_epochs}")
+        check(self.clip_grad >= 0, f"clip_grad must be >= 0 (0 = off), got {self.clip_grad}")
 
 
 def sync_bn_enabled(cfg: TrainConfig, device: torch.device) -> bool:

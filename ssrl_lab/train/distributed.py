@@ -107,6 +107,13 @@ def all_gather_variable(t: torch.Tensor) -> torch.Tensor:
     return torch.cat([p[:s] for p, s in zip(parts, sizes)], 0)
 
 
+def broadcast_(t: torch.Tensor) -> torch.Tensor:
+    """In-place broadcast from rank 0 (keeps float state bit-identical across ranks)."""
+    if is_initialized() and world_size() > 1:
+        dist.broadcast(t, 0)
+    return t
+
+
 def broadcast_object(obj: Any, src: int = 0) -> Any:
     """Send a picklable object from ``src`` to every rank (identity in one process)."""
     if not is_initialized() or world_size() == 1:

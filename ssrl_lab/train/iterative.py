@@ -36,7 +36,8 @@ from ..config import check
 from ..data.augment import DEMO_AUG
 from . import distributed as dist
 from .classifier import ClassifierConfig, ClassifierModel, fit, new_backbone
-from .context import eval_summary, evaluate_model, resolve_device, result_fields, score_arrays, seed_everything
+from .context import eval_summary, result_fields, seed_everything
+from .harness import evaluate_final, finish, open_run
 from .run import RunDir
 
 log = logging.getLogger("ssrl_lab.train.iterative")
@@ -113,6 +114,41 @@ def _cluster(emb: np.ndarray, cfg: IterativeConfig, r: int, device=None):
     return labels, res
 
 
+def _round_labels(cfg: IterativeConfig, run: RunDir, r: int, current, table, device, resume: bool,
+                  progress: bool) -> tuple[np.ndarray, dict, np.ndarray]:
+    """Round ``r``'s pseudo labels: ``current``'s embeddings clustered (main rank, broadcast), kept
+    in ``round<r>_clusters.pt`` so a resumed round clusters nothing again."""
+    saved = run.load_checkpoint(f"round{r}_clusters") if resume else None
+    if saved is not None:
+        return saved["labels"], saved["info"], saved["centroids"]
+    emb = _embed(current, table, cfg, device, progress)
+    labels, k_info, centroids = None, None, None
+    if dist.is_main():
+        labels, km = _cluster(emb, cfg, r, device)
+        k_info = {"k": cfg.k, "n_empty": int(km.n_empty), "n_used": int(len(np.unique(labels)))}
+        centroids = np.asarray(km.centroids, dtype=np.float32)
+    labels, k_info, centroids = dist.broadcast_object((labels, k_info, centroids))
+    run.save_checkpoint({"labels": labels, "info": k_info, "centroids": centroids}, name=f"round{r}_clusters")
+    return labels, k_info, centroids
+
+
+def _round_model(cfg: IterativeConfig, r: int, current, centroids, device) -> ClassifierModel:
+    """What round ``r`` trains (``cfg.init``, module docstring), its AAM head seeded by the round."""
+    from .dino_model import load_teacher_backbone
+
+    if cfg.init == "new":
+        backbone = new_backbone(cfg, cfg.seed + 7919 * r)
+    elif cfg.init == "stage1":
+        backbone = load_teacher_backbone(cfg.dino_run, device)
+    else:
+        backbone = copy.deepcopy(current)
+    seed_everything(cfg.seed + 7919 * r)  # the AAM head's initialisation draws from the global generator
+    model = ClassifierModel(backbone, cfg.k, cfg.aam_scale, cfg.aam_margin)
+    if cfg.init == "finetune":  # the current model's clusters are its classes: start from the centroids
+        model.head.init_from_centroids(torch.as_tensor(centroids))
+    return model
+
+
 def train(cfg: IterativeConfig, *, resume: bool = False, progress: bool = True,
           stop_after: tuple[int, int] | None = None) -> dict | None:
     """Run ``cfg.rounds`` rounds; returns the last round's results (also results.json).
@@ -121,17 +157,12 @@ def train(cfg: IterativeConfig, *, resume: bool = False, progress: bool = True,
     """
     from ..cluster import cluster_report
     from ..models import EncoderConfig, SpeakerNet
-    from .dino import load_teacher_backbone
+    from .dino_model import load_teacher_backbone
     from .skips import open_training_corpus
 
-    check(bool(cfg.corpus), "IterativeConfig.corpus is empty: give --corpus DIR")
-    check(bool(cfg.run_dir), "IterativeConfig.run_dir is empty: give --run-dir DIR")
-    check(bool(cfg.dino_run), "IterativeConfig.dino_run is empty: give dino_run=outputs/.../dino")
-    dist.init_distributed()
-    device = resolve_device(cfg.device, cfg.cudnn_benchmark)
-    run = RunDir(cfg.run_dir, cfg.to_dict(), resume=resume)
-    if resume and run.read_results() is not None:
-        return run.read_results()
+    device, run, finished = open_run(cfg, resume, "dino_run")
+    if finished is not None:
+        return finished
     corpus = open_training_corpus(cfg, run)  # drops check-listed bad files; counts skips
     table = corpus.train.without_speakers()
     true = corpus.train.speaker_codes()[0]
@@ -139,8 +170,7 @@ def train(cfg: IterativeConfig, *, resume: bool = False, progress: bool = True,
     done, seconds, history = 0, 0.0, []
     ckpt = run.load_checkpoint() if resume else None
     current = load_teacher_backbone(cfg.dino_run, device)
-    dino_enc = current.encoder_cfg
-    if dino_enc.to_dict() != cfg.encoder.to_dict() and cfg.init == "new":
+    if current.encoder_cfg.to_dict() != cfg.encoder.to_dict() and cfg.init == "new":
         log.warning("the DINO run's encoder differs from cfg.encoder; new rounds use cfg.encoder")
     if ckpt is not None:
         done, seconds, history = int(ckpt["round"]), float(ckpt["seconds"]), list(ckpt["history"])
@@ -148,69 +178,40 @@ def train(cfg: IterativeConfig, *, resume: bool = False, progress: bool = True,
         current.load_state_dict(ckpt["backbone"])
         if not run.has_checkpoint(f"round{done + 1}"):
             run.truncate_metrics(int(ckpt["n_metrics"]))
-    results = history[-1] if history else None
     for r in range(done + 1, cfg.rounds + 1):
         t_round = time.perf_counter()
-        t0 = time.perf_counter()
-        saved = run.load_checkpoint(f"round{r}_clusters") if resume else None
-        if saved is not None:
-            labels, k_info, centroids = saved["labels"], saved["info"], saved["centroids"]
-        else:
-            emb = _embed(current, table, cfg, device, progress)
-            labels, km = _cluster(emb, cfg, r, device) if dist.is_main() else (None, None)
-            k_info, centroids = None, None
-            if dist.is_main():
-                k_info = {"k": cfg.k, "n_empty": int(km.n_empty), "n_used": int(len(np.unique(labels)))}
-                centroids = np.asarray(km.centroids, dtype=np.float32)
-            labels, k_info, centroids = dist.broadcast_object((labels, k_info, centroids))
-            run.save_checkpoint({"labels": labels, "info": k_info, "centroids": centroids}, name=f"round{r}_clusters")
-        t_cluster = time.perf_counter() - t0
+        labels, k_info, centroids = _round_labels(cfg, run, r, current, table, device, resume, progress)
+        t_cluster = time.perf_counter() - t_round
         report = cluster_report(labels, true) if (true >= 0).any() else None
         if report is not None and dist.is_main():
             log.info("round %d: pseudo labels NMI %.3f purity %.3f (%d clusters used)", r, report["nmi"],
                      report["purity"], k_info["n_used"])
-        if cfg.init == "new":
-            backbone = new_backbone(cfg, cfg.seed + 7919 * r)
-        elif cfg.init == "stage1":
-            backbone = load_teacher_backbone(cfg.dino_run, device)
-        else:
-            backbone = copy.deepcopy(current)
-        seed_everything(cfg.seed + 7919 * r)  # the AAM head's initialisation draws from the global generator
-        model = ClassifierModel(backbone, cfg.k, cfg.aam_scale, cfg.aam_margin)
-        if cfg.init == "finetune":  # the current model's clusters are its classes: start from the centroids
-            model.head.init_from_centroids(torch.as_tensor(centroids))
+        model = _round_model(cfg, r, current, centroids, device)
         seed_everything(cfg.seed + 1000 * dist.rank() + r)
         gate = cfg.loss_gates[r - 1] if cfg.loss_gates else None
-        stop = stop_after[1] if stop_after is not None and stop_after[0] == r else None
         out = fit(cfg, run, model, table, labels, device, stage=f"round{r}", ckpt_name=f"round{r}", gate=gate,
-                  record={"round": r}, progress=progress, stop_after_epoch=stop, resume=resume, seed=cfg.seed + r,
-                  corpus=corpus)
+                  record={"round": r}, progress=progress, resume=resume, seed=cfg.seed + r, corpus=corpus,
+                  stop_after_epoch=stop_after[1] if stop_after is not None and stop_after[0] == r else None)
         if out is None:
             return None
         current, info = out
-        ev = evaluate_model(current, corpus, cfg, device, progress=progress, return_scores=True)
+        ev = evaluate_final(current, corpus, cfg, device, run, progress, scores=(f"scores_round{r}.npz", "scores.npz"))
         seconds += time.perf_counter() - t_round
-        rec = {"stage": "iterative", "round": r, "eval": eval_summary(ev), "pseudo_labels": report, **k_info,
-               "seconds_cluster": t_cluster, "seconds_train": info["train_seconds"], "init": cfg.init,
-               "evaluated": info["evaluated"], "gate": gate, "seconds": time.perf_counter() - t_round}
-        run.log_metrics(rec)
-        results = {"system": "iterative", "round": r, **result_fields(ev), "evaluated": info["evaluated"],
-                   "init": cfg.init, "pseudo_labels": report, "k": cfg.k, "seconds": seconds,
-                   "epochs": cfg.epochs * r}
-        history.append(results)
-        run.write_results(results, f"results_round{r}.json")
-        run.write_scores(ev["scores"], ev["labels"], f"scores_round{r}.npz", **score_arrays(ev))
-        run.write_scores(ev["scores"], ev["labels"], **score_arrays(ev))
+        run.log_metrics({"stage": "iterative", "round": r, "eval": eval_summary(ev), "pseudo_labels": report,
+                         **k_info, "seconds_cluster": t_cluster, "seconds_train": info["train_seconds"],
+                         "init": cfg.init, "evaluated": info["evaluated"], "gate": gate,
+                         "seconds": time.perf_counter() - t_round})
+        history.append({"system": "iterative", "round": r, **result_fields(ev), "evaluated": info["evaluated"],
+                        "init": cfg.init, "pseudo_labels": report, "k": cfg.k, "seconds": seconds,
+                        "epochs": cfg.epochs * r})
+        run.write_results(history[-1], f"results_round{r}.json")
         if dist.is_main():
             log.info("round %d: EER %.2f %% (all pairs %s)", r, ev["eer"], ev["eer_all_pairs"])
         run.save_checkpoint({"round": r, "backbone": current.state_dict(), "encoder": current.encoder_cfg.to_dict(),
                              "seconds": seconds, "history": history})
-    final = dict(results)
-    final["rounds"] = [{"round": h["round"], "eer": h["eer"], "eer_all_pairs": h["eer_all_pairs"],
-                        "nmi": (h["pseudo_labels"] or {}).get("nmi")} for h in history]
-    run.write_results(final)
-    dist.barrier()
-    return final
+    rounds = [{"round": h["round"], "eer": h["eer"], "eer_all_pairs": h["eer_all_pairs"],
+               "nmi": (h["pseudo_labels"] or {}).get("nmi")} for h in history]
+    return finish(run, {**history[-1], "rounds": rounds})
 
 
 def main(argv=None) -> int:

@@ -7,11 +7,9 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from ..config import check
-from . import distributed as dist
 from .classifier import new_backbone
-from .context import TrainConfig, eval_summary, evaluate_model, resolve_device, result_fields, score_arrays
-from .run import RunDir
+from .context import TrainConfig, eval_summary, result_fields
+from .harness import evaluate_final, finish, open_run
 
 
 @dataclasses.dataclass
@@ -32,24 +30,14 @@ def train(cfg: RandomInitConfig, *, resume: bool = False, progress: bool = True)
     """Evaluate a randomly initialised SpeakerNet; writes results.json, scores.npz, metrics.jsonl."""
     from ..data.corpus import open_corpus
 
-    check(bool(cfg.corpus), "RandomInitConfig.corpus is empty: give --corpus DIR")
-    check(bool(cfg.run_dir), "RandomInitConfig.run_dir is empty: give --run-dir DIR")
-    dist.init_distributed()
-    device = resolve_device(cfg.device, cfg.cudnn_benchmark)
-    run = RunDir(cfg.run_dir, cfg.to_dict(), resume=resume)
-    if resume and run.read_results() is not None:
-        return run.read_results()
+    device, run, done = open_run(cfg, resume)
+    if done is not None:
+        return done
     t0 = time.perf_counter()
-    corpus = open_corpus(cfg.corpus)
-    ev = evaluate_model(new_backbone(cfg, cfg.seed).to(device), corpus, cfg, device, progress=progress,
-                        return_scores=True)
+    ev = evaluate_final(new_backbone(cfg, cfg.seed).to(device), open_corpus(cfg.corpus), cfg, device, run, progress)
     run.log_metrics({"stage": "random", "epoch": 0, "eval": eval_summary(ev), "seconds": ev["seconds"]})
-    run.write_scores(ev["scores"], ev["labels"], **score_arrays(ev))
-    results = {"system": "random", **result_fields(ev), "evaluated": "random init",
-               "seconds": time.perf_counter() - t0, "epochs": 0}
-    run.write_results(results)
-    dist.barrier()
-    return results
+    return finish(run, {"system": "random", **result_fields(ev), "evaluated": "random init",
+                        "seconds": time.perf_counter() - t0, "epochs": 0})
 
 
 def main(argv=None) -> int:

@@ -8,12 +8,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from ..config import ConfigError, check
+from ..config import ConfigError
 from ..data.augment import DEMO_AUG
 from . import distributed as dist
 from .classifier import ClassifierConfig, ClassifierModel, fit, new_backbone
-from .context import eval_summary, evaluate_model, resolve_device, result_fields, score_arrays, seed_everything
-from .run import RunDir
+from .context import eval_summary, result_fields, seed_everything
+from .harness import evaluate_final, finish, open_run
 
 log = logging.getLogger("ssrl_lab.train.supervised")
 
@@ -42,13 +42,9 @@ def train(cfg: SupervisedConfig, *, resume: bool = False, progress: bool = True,
     """Train on the true labels; returns the results (also results.json)."""
     from .skips import open_training_corpus
 
-    check(bool(cfg.corpus), "SupervisedConfig.corpus is empty: give --corpus DIR")
-    check(bool(cfg.run_dir), "SupervisedConfig.run_dir is empty: give --run-dir DIR")
-    dist.init_distributed()
-    device = resolve_device(cfg.device, cfg.cudnn_benchmark)
-    run = RunDir(cfg.run_dir, cfg.to_dict(), resume=resume)
-    if resume and run.read_results() is not None:
-        return run.read_results()
+    device, run, done = open_run(cfg, resume)
+    if done is not None:
+        return done
     corpus = open_training_corpus(cfg, run)  # drops check-listed bad files; counts skips
     labels, names = corpus.train.speaker_codes()
     if (labels < 0).any():
@@ -62,15 +58,12 @@ def train(cfg: SupervisedConfig, *, resume: bool = False, progress: bool = True,
     if out is None:
         return None
     backbone, info = out
-    ev = evaluate_model(backbone, corpus, cfg, device, progress=progress, return_scores=True)
+    ev = evaluate_final(backbone, corpus, cfg, device, run, progress)
     run.log_metrics({"stage": "supervised-eval", "epoch": cfg.epochs, "eval": eval_summary(ev),
                      "seconds": ev["seconds"]})
-    run.write_scores(ev["scores"], ev["labels"], **score_arrays(ev))
-    results = {"system": "supervised", **result_fields(ev), "evaluated": info["evaluated"],
-               "n_speakers": len(names), "seconds": info["train_seconds"] + ev["seconds"], "epochs": cfg.epochs}
-    run.write_results(results)
-    dist.barrier()
-    return results
+    return finish(run, {"system": "supervised", **result_fields(ev), "evaluated": info["evaluated"],
+                        "n_speakers": len(names), "seconds": info["train_seconds"] + ev["seconds"],
+                        "epochs": cfg.epochs})
 
 
 def main(argv=None) -> int:
