@@ -125,6 +125,11 @@ def test_quality_and_count_curves():
     h = _history()
     fig = clusters.cluster_count_from_history(h["labels"], 6)
     assert list(fig.data[0].y) == [len(np.unique(r)) for r in h["labels"]]
+    # from a history.npz: the recorded aggregates when present, else counted from the labels
+    counted = clusters.history_cluster_count(h)
+    assert list(counted.data[0].y) == [len(np.unique(r)) for r in h["labels"]] and counted.layout.shapes[0].y0 == 6
+    recorded = clusters.history_cluster_count({**h, "epoch": np.arange(1, 5), "agg_n_clusters": np.array([9, 8, 7, 7])})
+    assert list(recorded.data[0].y) == [9, 8, 7, 7] and list(recorded.data[0].x) == [1, 2, 3, 4]
 
 
 def test_queue_dynamics_and_sankey():

@@ -177,6 +177,22 @@ def cluster_count_from_history(labels: np.ndarray, n_true: int | None, epochs: S
                                title=title)
 
 
+def history_cluster_count(history: Mapping[str, np.ndarray], title: str = "cluster count against true speaker count"
+                          ) -> go.Figure:
+    """The cluster count per epoch of an SSRL ``history.npz`` (``Run.history()``) against the true
+    speaker count: the recorded ``agg_n_clusters`` when the history has them, else counted from
+    its ``(E, N)`` labels (histories written before the aggregates existed)."""
+    from .queue import history_epochs
+
+    true = np.asarray(history["true"]) if "true" in history else np.zeros(0, dtype=np.int64)
+    n_true = int(np.unique(true[true >= 0]).size) or None
+    epochs = history_epochs(history)
+    if epochs.size and "agg_n_clusters" in history:
+        rows = [{"epoch": int(e), "n_clusters": float(c)} for e, c in zip(epochs, history["agg_n_clusters"])]
+        return cluster_count_curve(rows, n_true, title=title)
+    return cluster_count_from_history(history["labels"], n_true, epochs, title=title)
+
+
 def quality_table(rows: Mapping[str, Mapping[str, float]]) -> go.Figure:
     """A plotly table of ``{name: {"nmi": .., "purity": .., ...}}``."""
     names = list(rows)
