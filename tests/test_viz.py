@@ -211,3 +211,21 @@ def test_det_and_score_distributions():
     fig = verification.score_distributions({"good": (good, labels)})
     assert [t.name for t in fig.data] == ["target", "non-target"]
     json.loads(fig.to_json())
+
+
+def test_epoch_axes_get_whole_number_ticks(tmp_path):
+    """Two epochs used to get ticks at 1.2, 1.4, ... (printed "1 1 1 2 2 2" with tickformat "d")."""
+    h = _history(E=2)
+    fig = queue.label_history_figure(h, 0)
+    save_figure(fig, tmp_path, "history")
+    axes = list(fig.select_xaxes())
+    assert all(ax.dtick == 1 and ax.tickmode == "linear" and ax.tickformat == "d" for ax in axes)
+    many = training.curves([{"epoch": e, "loss": 1.0 / e} for e in range(1, 41)], {"loss": ["loss"]})
+    save_figure(many, tmp_path, "loss")
+    assert many.layout.xaxis.dtick == 4  # at most 10 ticks over 40 epochs
+    fractional = training.curves([{"epoch": e / 2, "loss": 1.0} for e in range(1, 5)], {"loss": ["loss"]})
+    save_figure(fractional, tmp_path, "fractional")
+    assert fractional.layout.xaxis.dtick is None  # not whole numbers: plotly's own ticks
+    other = verification.det_figure({"a": (np.array([0.1, 0.9, 0.4, 0.6]), np.array([0, 1, 0, 1]))})
+    save_figure(other, tmp_path, "det")
+    assert other.layout.xaxis.tickmode != "linear"  # not an epoch axis: unchanged

@@ -63,6 +63,7 @@ def save_figure(fig, run_dir, name: str, template: str | None = None) -> Path:
     if not _NAME.match(stem):
         raise ValueError(f"plot name {name!r}: use letters, digits, '_', '.', '-' only")
     theme.apply(fig, template)
+    theme.integer_ticks(fig)
     out_dir = plots_dir(run_dir)
     ensure_plotly_js(out_dir)
     html = fig.to_html(include_plotlyjs="directory", full_html=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
 
@@ -51,6 +52,36 @@ def apply(fig: go.Figure, template: str | None = None) -> go.Figure:
     name = resolve(template)
     if name is not None:
         fig.update_layout(template=name)
+    return fig
+
+
+#: x-axis titles whose values are whole numbers
+INTEGER_AXES = ("epoch", "round", "stage-2 training epochs")
+
+
+def integer_ticks(fig: go.Figure, max_ticks: int = 10) -> go.Figure:
+    """Whole-number ticks on the x axes of a figure whose x axis is titled epoch or round (and
+    whose x values are all whole numbers): plotly's automatic ticks put 1.2, 1.4, ... between two
+    epochs, and with ``tickformat="d"`` print them as "1 1 1 2 2 2". Returns ``fig``."""
+    titles = [str(getattr(ax.title, "text", None) or "").lower() for ax in fig.select_xaxes()]
+    if not any(t in INTEGER_AXES for t in titles):
+        return fig
+    xs = []
+    for trace in fig.data:
+        x = getattr(trace, "x", None)
+        if x is None:
+            continue
+        try:
+            xs.append(np.asarray(x, dtype=np.float64).ravel())
+        except (TypeError, ValueError):  # category or date axes: leave the figure alone
+            return fig
+    values = np.concatenate(xs) if xs else np.zeros(0)
+    values = values[np.isfinite(values)]
+    if not values.size or not np.all(values == np.round(values)):
+        return fig
+    lo, hi = float(values.min()), float(values.max())
+    dtick = max(1, int(np.ceil((hi - lo) / max_ticks)))
+    fig.update_xaxes(tickmode="linear", tick0=lo, dtick=dtick, tickformat="d")
     return fig
 
 
