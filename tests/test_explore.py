@@ -172,6 +172,10 @@ def test_explorer_draws_at_once_and_updates_in_place(smoke_corpus, tmp_path):
     ex.w_cluster.value = values[-1]
     assert f"c{values[-1]}" in ex.member_list.status.value
     ex.play(train.utt_id[0])
+    hist = ex.history_figure(train.utt_id[0])  # what a click shows under the player
+    assert hist is not None and train.utt_id[0] in hist.layout.title.text
+    code = int(np.asarray(run.history()["true"])[0])
+    assert f"true speaker {ex.names[code]}" in hist.layout.title.text  # the name, not "#<code>"
     ex.w_run.value = str(other.path)
     assert ex.fig is fig and list(ex.w_epoch.options) == [0, 1] and "epoch 1" in fig.layout.title.text
 

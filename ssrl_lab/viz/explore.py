@@ -427,20 +427,25 @@ class Explorer:
         from IPython.display import display
 
         from . import listen
-        from .queue import label_history_figure
 
         self.clicked.clear_output(wait=True)
         with self.clicked:
             display(HTMLText(f"now playing <code>{html_escape(utt_id)}</code>"))
             display(listen.player(self.paths.get(utt_id), utt_id, autoplay=True))
-            h = self.space.run.history()
-            if h is not None:
-                hu = np.asarray(h["utt_id"]).astype(str)
-                col = np.flatnonzero(hu == utt_id)
-                if col.size:
-                    display(go.FigureWidget(label_history_figure(h, int(col[0]), utt_id)))
-            else:
-                print(utt_id)
+            fig = self.history_figure(utt_id)
+            if fig is not None:
+                display(go.FigureWidget(fig))
+
+    def history_figure(self, utt_id: str) -> go.Figure | None:
+        """``utt_id``'s label history in the shown run (true speaker by name where the corpus
+        names it); None when the run has no history of it."""
+        from .queue import label_history_figure
+
+        h = self.space.run.history()
+        col = np.flatnonzero(np.asarray(h["utt_id"]).astype(str) == utt_id) if h is not None else []
+        if not len(col):
+            return None
+        return label_history_figure(h, int(col[0]), utt_id, speaker_names=self.names)
 
 
 def html_escape(s: str) -> str:
