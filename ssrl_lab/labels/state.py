@@ -158,10 +158,14 @@ class PseudoLabelState:
         return {**out, "prev_labels": prev}
 
     # -- checkpoints ---------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        """Labels, queue, p_clean, active clusters and the epoch's collection, on the CPU."""
+    def saved_state(self) -> dict[str, Any]:
+        """The label state (:data:`SAVED`: labels, queue, p_clean, active clusters), on the CPU."""
         return {"labels": self.labels.cpu(), "queue": self.queue.state_dict(), "p_clean": self.p_clean.cpu(),
-                "active": self.active.cpu(), **self.collected()}
+                "active": self.active.cpu()}
+
+    def state_dict(self) -> dict[str, Any]:
+        """:meth:`saved_state` and the epoch's collection (:meth:`collected`), on the CPU."""
+        return {**self.saved_state(), **self.collected()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         missing = [key for key in ("labels", "queue", "p_clean", "active") if key not in state]

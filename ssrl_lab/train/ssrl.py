@@ -190,9 +190,8 @@ class SSRLMethod(Method):
             raise TrainingDiverged(f"{where}: p_clean holds NaN / inf values; the checkpoint was not written")
 
     def state_dict(self) -> dict:
-        labels = {key: v for key, v in self.pl.state_dict().items() if key in self.pl.SAVED}  # flat in the checkpoint
         return {"student": self.student.state_dict(), "teacher": self.teacher.state_dict(),
-                "optimizer": self.optimizer.state_dict(), **labels, "kmeans": self.kinfo}
+                "optimizer": self.optimizer.state_dict(), **self.pl.saved_state(), "kmeans": self.kinfo}
 
     def load_state_dict(self, checkpoint: dict) -> None:
         self.student.load_state_dict(checkpoint["student"])
