@@ -129,11 +129,13 @@ def _num(v) -> bool:
 
 
 def system_name(stage: str, config: Mapping[str, Any]) -> str:
-    """The method a record's stage belongs to (``round2`` -> ``iterative``, ``kmeans`` -> ``ssrl``)."""
+    """The method a record's stage belongs to (``round2`` -> ``iterative``, or ``iterative_finetune``
+    / ``iterative_stage1`` for those protocols; ``kmeans`` -> ``ssrl``)."""
     if stage in ("ssrl", "kmeans"):
         return "ssrl"
     if stage == "iterative" or (stage.startswith("round") and stage[5:].isdigit()):
-        return "iterative_finetune" if config.get("init") == "finetune" else "iterative"
+        init = config.get("init") or "new"
+        return "iterative" if init == "new" else f"iterative_{init}"
     if stage.startswith("supervised"):
         return "supervised"
     return stage or "run"

@@ -33,6 +33,8 @@ def test_iterative_rounds_and_off(tmp_path, monkeypatch, capsys):
                                                   "train_acc": 0.2, "seconds": 10.0})
     assert line.startswith("[progress] iterative_finetune (it)  round 1/2  epoch 1/2") and "ETA iterative_finetune 30s" in line
     assert "run" not in line.split("ETA")[1]
+    assert progress.system_name("round2", {"init": "stage1"}) == "iterative_stage1"
+    assert progress.system_name("round2", {"init": "new"}) == progress.system_name("round1", {}) == "iterative"
     monkeypatch.setenv(progress.PROGRESS_ENV, "off")
     capsys.readouterr()
     run = RunDir(tmp_path / "dino", {"epochs": 2})
