@@ -8,14 +8,15 @@ second ``make demo`` only redoes what is missing):
 1. evaluate a randomly initialised encoder (``<out>/random``);
 2. ``notebooks/01_dino.ipynb`` -> ``<out>/dino`` (stage 1);
 3. ``notebooks/02_iterative.ipynb`` -> ``<out>/iterative`` (the baseline's rounds, from DINO,
-   a new encoder each round as in the paper);
-4. ``notebooks/02_iterative.ipynb`` with ``init="finetune"`` -> ``<out>/iterative_finetune`` (the
-   same baseline fine-tuning the current model each round: on SynthVox the stronger of the two);
+   a new encoder each round as in the paper: ``init="new"``);
+4. ``notebooks/02_iterative.ipynb`` with ``init=STRONGEST_PROTOCOL`` -> ``<out>/iterative_<init>``
+   (the iterative protocol the compute-matched study found strongest, by mean dev EER over seeds
+   at the demo's budget: ``finetune``, fine-tuning the current model each round);
 5. ``notebooks/03_ssrl.ipynb`` -> ``<out>/ssrl`` (SSRL, from DINO);
 6. ``notebooks/04_compare.ipynb`` -> ``<out>/compare`` plots and ``<out>/summary.json`` / ``summary.md``.
 
-The executed notebooks are saved as ``<out>/0N_*.ipynb`` (the fine-tuned baseline's as
-``02_iterative_finetune.ipynb``); every run's plots are HTML files under ``<run>/plots/``. The
+The executed notebooks are saved as ``<out>/0N_*.ipynb`` (the second baseline's as
+``02_iterative_<init>.ipynb``); every run's plots are HTML files under ``<run>/plots/``. The
 wall-clock seconds of each step are added to the summary.
 
 Before anything runs the demo prints its plan with each step's estimated time (measured on two
@@ -43,20 +44,27 @@ from . import notebook_run
 from . import progress as prog
 from . import summary as sm
 
-STEPS = ("random", "dino", "iterative", "iterative_finetune", "ssrl", "compare")
+#: The iterative protocol run beside the paper's (``new``): the strongest of ``finetune`` and
+#: ``stage1`` in the compute-matched study, by mean dev EER over seeds at the demo's budget of 12
+#: stage-2 epochs (:func:`ssrl_lab.study.strongest_protocol` on ``outputs/study-archive/study.json``;
+#: tests/test_study.py checks the two agree). Test EER plays no part in the choice.
+STRONGEST_PROTOCOL = "finetune"
+BASELINES = ("iterative", f"iterative_{STRONGEST_PROTOCOL}")
+STEPS = ("random", "dino", *BASELINES, "ssrl", "compare")
 
 #: Estimated seconds per step on two idle CPU cores. demo: the fresh-clone ``make demo`` in the
 #: README (corpus 80 s, DINO 12 min, each iterative baseline 3 min, SSRL 4 min, 24 min in all);
 #: smoke: ``make demo QUICK=1`` measured on the development machine (about 2 min).
 ESTIMATES_S = {
-    "demo": {"corpus": 80, "random": 20, "dino": 720, "iterative": 180, "iterative_finetune": 180, "ssrl": 240,
-             "compare": 30},
-    "smoke": {"corpus": 7, "random": 5, "dino": 25, "iterative": 21, "iterative_finetune": 26, "ssrl": 14,
-              "compare": 8},
+    "demo": {"corpus": 80, "random": 20, "dino": 720, "iterative": 180, "iterative_finetune": 180,
+             "iterative_stage1": 180, "ssrl": 240, "compare": 30},
+    "smoke": {"corpus": 7, "random": 5, "dino": 25, "iterative": 21, "iterative_finetune": 26, "iterative_stage1": 26,
+              "ssrl": 14, "compare": 8},
 }
 WHAT = {"corpus": "build the SynthVox corpus (skipped when built)", "random": "evaluate a random-init encoder",
         "dino": "01_dino: DINO pre-training", "iterative": "02_iterative: iterative pseudo-labelling, new encoder each round",
         "iterative_finetune": "02_iterative: iterative pseudo-labelling, fine-tuning the DINO model",
+        "iterative_stage1": "02_iterative: iterative pseudo-labelling, restarting from the DINO model",
         "ssrl": "03_ssrl: SSRL from the DINO model", "compare": "04_compare: tables, plots, summary"}
 QUICK_NOTE = ("QUICK run (make demo QUICK=1): smoke profile on the 8-speaker SynthVox smoke corpus. It only checks "
               "that the pipeline runs; its numbers are NOT comparable with the demo's or with each other.")
@@ -123,14 +131,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     os.environ[prog.PLAN_ENV] = str(prog.write_plan(out / "plan.json", "demo", steps))
     common = {"profile": profile, "corpus": str(corpus)}
-    runs = [str(dirs[s]) for s in ("random", "dino", "iterative", "iterative_finetune", "ssrl")]
+    runs = [str(dirs[s]) for s in ("random", "dino", *BASELINES, "ssrl")]
     from_dino = {**common, "dino_run": str(dirs["dino"])}
     # (step, notebook, parameters, executed notebook's name)
     plan = [
         ("dino", "01_dino.ipynb", {**common, "run_dir": str(dirs["dino"])}, None),
         ("iterative", "02_iterative.ipynb", {**from_dino, "run_dir": str(dirs["iterative"])}, None),
-        ("iterative_finetune", "02_iterative.ipynb",
-         {**from_dino, "run_dir": str(dirs["iterative_finetune"]), "init": "finetune"}, "02_iterative_finetune.ipynb"),
+        (BASELINES[1], "02_iterative.ipynb", {**from_dino, "run_dir": str(dirs[BASELINES[1]]), "init": STRONGEST_PROTOCOL},
+         f"02_{BASELINES[1]}.ipynb"),
         ("ssrl", "03_ssrl.ipynb", {**from_dino, "run_dir": str(dirs["ssrl"])}, None),
         ("compare", "04_compare.ipynb", {"profile": profile, "run_dir": str(dirs["compare"]), "summary_out": str(out),
                                          "runs": runs}, None),

@@ -464,6 +464,20 @@ def study_claims(rows: list[dict], study: StudyConfig, n_reps: int | None = None
     return out
 
 
+def strongest_protocol(summary: dict, budget: int | None = None, among=("finetune", "stage1")) -> str:
+    """The iterative protocol (``init``) with the lowest mean **dev** EER (trial list) over seeds at
+    ``budget`` (default: the study's smallest) in a study summary (``study.json``): the one the demo
+    runs beside the paper's ``new``. Test EER plays no part."""
+    table = summary.get("table") or []
+    if budget is None:
+        budget = min((r["budget"] for r in table), default=None)
+    cand = {r["system"].removeprefix("iterative_"): r["dev_eer_mean"] for r in table
+            if r["budget"] == budget and r["system"].removeprefix("iterative_") in among and r.get("dev_eer_mean") is not None}
+    if not cand:
+        raise ValueError(f"the study summary has no dev EER for any of {among} at budget {budget}")
+    return min(cand, key=cand.get)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from .notebook_params import resolve_path
 

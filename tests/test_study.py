@@ -91,3 +91,51 @@ def test_study_notebook_runs_on_smoke_and_tunes_on_dev(smoke_corpus, smoke_dino,
                                         device="cpu", overrides={"max_steps_per_epoch": 2}))
     assert not list(moved.rglob("checkpoint.pt"))  # nothing was trained
     assert [c["outcome"] for c in again["claims"]] == [c["outcome"] for c in summary["claims"]]
+
+
+ARCHIVE = repo_root() / "outputs" / "study-archive"
+
+
+def test_strongest_protocol_reads_dev_eer_at_the_smallest_budget():
+    rows = [{"system": "iterative_new", "budget": 12, "dev_eer_mean": 4.0},  # not a candidate
+            {"system": "iterative_finetune", "budget": 12, "dev_eer_mean": 5.5, "eer_mean": 9.0},
+            {"system": "iterative_stage1", "budget": 12, "dev_eer_mean": 5.2, "eer_mean": 1.0},
+            {"system": "iterative_finetune", "budget": 30, "dev_eer_mean": 4.9},
+            {"system": "iterative_stage1", "budget": 30, "dev_eer_mean": 5.0},
+            {"system": "ssrl", "budget": 12, "dev_eer_mean": 3.0}]
+    assert st.strongest_protocol({"table": rows}) == "stage1"
+    assert st.strongest_protocol({"table": rows}, budget=30) == "finetune"
+    with pytest.raises(ValueError, match="no dev EER"):
+        st.strongest_protocol({"table": rows[:1]})
+
+
+def test_demo_runs_the_papers_protocol_and_the_strongest_the_study_found():
+    from ssrl_lab import demo
+
+    assert demo.BASELINES[0] == "iterative" and demo.STRONGEST_PROTOCOL in ("finetune", "stage1")
+    assert all(s in demo.ESTIMATES_S["demo"] and s in demo.WHAT for s in demo.BASELINES)
+    summary = ARCHIVE / "study.json"
+    if not summary.exists():
+        pytest.skip("the study archive holds no finished study.json yet")
+    assert demo.STRONGEST_PROTOCOL == st.strongest_protocol(json.loads(summary.read_text()), budget=12)
+
+
+def test_demo_profiles_are_the_settings_chosen_on_dev():
+    """The demo's SSRL and iterative profiles use each system's dev-chosen setting: the trainer
+    config of its chosen tuning run (K, the teacher's EMA momenta, the learning rate)."""
+    from ssrl_lab import demo
+    from ssrl_lab.train.iterative import IterativeConfig
+    from ssrl_lab.train.ssrl import SSRLConfig
+
+    choice = json.loads((ARCHIVE / "tune" / "choice.json").read_text())
+
+    def chosen_config(system):
+        run = ARCHIVE / "tune" / system / choice[system]["chosen_name"]
+        return json.loads((run / "config.json").read_text())
+
+    ssrl, ref = SSRLConfig.profile("demo"), chosen_config("ssrl")
+    assert (ssrl.k, ssrl.epochs) == (ref["k"], ref["epochs"])
+    assert ssrl.ema_start == pytest.approx(ref["ema_start"], abs=1e-4) and ssrl.ema_end == pytest.approx(ref["ema_end"], abs=1e-4)
+    for init in ("new", demo.STRONGEST_PROTOCOL):
+        it, ref = IterativeConfig.profile("demo", init=init), chosen_config(f"iterative_{init}")
+        assert (it.k, it.lr, it.epochs, it.rounds) == (ref["k"], ref["lr"], ref["epochs"], ref["rounds"]), init
