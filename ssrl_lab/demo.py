@@ -54,7 +54,8 @@ STEPS = ("random", "dino", *BASELINES, "ssrl", "compare")
 
 #: Estimated seconds per step on two idle CPU cores. demo: the fresh-clone ``make demo`` in the
 #: README (corpus 80 s, DINO 12 min, each iterative baseline 3 min, SSRL 4 min, 24 min in all);
-#: smoke: ``make demo QUICK=1`` measured on the development machine (about 2 min).
+#: smoke: ``make demo QUICK=1`` measured on the development machine (about 2 min). ``iterative_stage1``
+#: (run only when it is STRONGEST_PROTOCOL) is not measured in the demo: it takes finetune's figures.
 ESTIMATES_S = {
     "demo": {"corpus": 80, "random": 20, "dino": 720, "iterative": 180, "iterative_finetune": 180,
              "iterative_stage1": 180, "ssrl": 240, "compare": 30},

@@ -472,8 +472,8 @@ def strongest_protocol(summary: dict, budget: int | None = None, among=("finetun
     table = summary.get("table") or []
     if budget is None:
         budget = min((r["budget"] for r in table), default=None)
-    cand = {r["system"].removeprefix("iterative_"): r["dev_eer_mean"] for r in table
-            if r["budget"] == budget and r["system"].removeprefix("iterative_") in among and r.get("dev_eer_mean") is not None}
+    cand = {init: r["dev_eer_mean"] for r in table if r["budget"] == budget and r.get("dev_eer_mean") is not None
+            and (init := r["system"].removeprefix("iterative_")) in among}
     if not cand:
         raise ValueError(f"the study summary has no dev EER for any of {among} at budget {budget}")
     return min(cand, key=cand.get)
