@@ -44,7 +44,7 @@ session, utterance), and espeak runs in a child forked from a pristine process p
 (:func:`ssrl_lab.data.espeak.run_isolated`), so the same seed gives byte-identical flac files
 whatever the number of workers or their order.
 
-CLI: ``python -m ssrl_lab.data.synthvox --profile {smoke,demo,bench} --out DIR [--seed N]
+CLI: ``python -m ssrl_lab.data.synthvox --profile {smoke,demo,study,bench} --out DIR [--seed N]
 [--difficulty X] [--workers N] [--force] [--no-dev]``. Python: :func:`build_synthvox`.
 """
 from __future__ import annotations
@@ -124,7 +124,15 @@ PROFILES: dict[str, SynthVoxProfile] = {
     "smoke": SynthVoxProfile("smoke", 8, 3, 6, 6, 3, 8, 2.0, 3.0, 2.5, 200, 4, 3, 6, 120),
     "demo": SynthVoxProfile("demo", 200, 3, 24, 40, 4, 20, 4.0, 8.0, 5.5, 8000, 40, 4, 20, 8000),
     "bench": SynthVoxProfile("bench", 1000, 4, 20, 100, 4, 20, 4.0, 8.0, 5.5, 20000, 100, 4, 20, 20000),
+    # the study's test set with power (issue 23): demo's 200 training speakers and their audio byte for
+    # byte (the same train fields and seed give the same draws), 200 test speakers (40,000 trials,
+    # 7.98 M all pairs) and 80 dev speakers; test speakers sv0201..sv0400, dev sv0401..sv0480
+    "study": SynthVoxProfile("study", 200, 3, 24, 200, 4, 20, 4.0, 8.0, 5.5, 40000, 80, 4, 20, 20000),
 }
+
+#: the profile fields that decide the train split's audio (with the seed and difficulty): profiles
+#: equal in these have byte-identical train files (tests/test_synthvox.py)
+TRAIN_FIELDS = ("train_speakers", "train_sessions", "train_utts", "min_dur", "max_dur", "mean_dur")
 
 
 # ------------------------------------------------------------------------------------------
