@@ -47,11 +47,24 @@ demo: $(STAMP)
 # `make study` only trains what is missing. STUDY_OUT relocates it.
 # STUDY_ARCHIVE (committed) carries the finished runs and the DINO model from machine to machine:
 # restored where missing first, archived again when the study ends or is stopped (make study-archive).
-STUDY_OUT ?= outputs/study
+# make study STUDY_PROFILE=study: the same study on the SynthVox 'study' corpus (demo's training
+# audio byte for byte, 200 test and 80 dev speakers), from the demo study's archived DINO model,
+# with seeds 3-4 more for the deciding pair (SSRL and finetune at E = 30); archived as it goes.
+STUDY_PROFILE ?= demo
+ifeq ($(STUDY_PROFILE),study)
+STUDY_OUT     ?= outputs/study200
+STUDY_ARCHIVE ?= outputs/study200-archive
+STUDY_FLAGS   ?= -p dino_run outputs/study-archive/dino \
+	-p extra_points '["ssrl:30:3", "ssrl:30:4", "iterative_finetune:30:3", "iterative_finetune:30:4"]'
+endif
+STUDY_CORPUS  ?= data/synthvox-$(STUDY_PROFILE)
+STUDY_OUT     ?= outputs/study
 STUDY_ARCHIVE ?= outputs/study-archive
-study: corpus
-	$(PY) -m ssrl_lab.study --profile demo --corpus $(DEMO_CORPUS) --out $(STUDY_OUT) \
-		--restore-from $(STUDY_ARCHIVE) --archive-to $(STUDY_ARCHIVE)
+STUDY_FLAGS   ?=
+study: $(STAMP)
+	$(PY) -m ssrl_lab.data.synthvox --profile $(STUDY_PROFILE) --out $(STUDY_CORPUS)
+	$(PY) -m ssrl_lab.study --profile demo --corpus $(STUDY_CORPUS) --out $(STUDY_OUT) \
+		--restore-from $(STUDY_ARCHIVE) --archive-to $(STUDY_ARCHIVE) $(STUDY_FLAGS)
 
 study-archive: $(STAMP)
 	$(PY) -m ssrl_lab.study --out $(STUDY_OUT) --archive-to $(STUDY_ARCHIVE) --archive-only

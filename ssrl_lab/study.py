@@ -73,7 +73,11 @@ class StudyConfig(Config):
     ``rounds`` (iterative rounds per budget, as ``"budget:rounds"`` strings), ``seeds``,
     ``tune`` (False: use each system's first setting), ``max_settings`` (tuning budget per system,
     at most 4), ``device``, ``overrides`` (extra config keys for every stage-2 run, e.g. the
-    smoke profile's ``max_steps_per_epoch``)."""
+    smoke profile's ``max_steps_per_epoch``), ``extra_points`` (more seeds for some systems at one
+    budget, as ``"system:budget:seed"`` strings: the deciding pair's seeds 3-4; trained after every
+    other point, counted at that budget only), ``archive_to`` (None, or a folder that
+    :func:`archive` refreshes after every finished run, so a study stopped anywhere leaves its
+    finished runs behind)."""
 
     profile: str = "demo"
     corpus: str = ""
@@ -87,6 +91,8 @@ class StudyConfig(Config):
     max_settings: int = 4
     device: str = "auto"
     overrides: dict = dataclasses.field(default_factory=dict)
+    extra_points: list[str] = dataclasses.field(default_factory=list)
+    archive_to: str | None = None
 
     def validate(self) -> None:
         check(self.profile in ("smoke", "demo", "vox"), f"profile must be smoke, demo or vox, got {self.profile!r}")
@@ -99,6 +105,26 @@ class StudyConfig(Config):
         for b in self.budgets:
             check(b in r, f"budget {b} has no rounds entry in {self.rounds} (give 'budget:rounds')")
             check(b % r[b] == 0, f"budget {b} is not a whole number of rounds of equal length ({r[b]} rounds)")
+        for system, budget, seed in self.extra:
+            check(system in self.systems, f"extra point {system}:{budget}:{seed}: {system} is not among {self.systems}")
+            check(budget in self.budgets, f"extra point {system}:{budget}:{seed}: budget {budget} is not among "
+                                          f"{self.budgets}")
+
+    @property
+    def extra(self) -> list[tuple[str, int, int]]:
+        """``extra_points`` parsed: ``(system, budget, seed)``, seeds already in ``seeds`` left out."""
+        from .config import ConfigError
+
+        out = []
+        for item in self.extra_points:
+            try:
+                system, budget, seed = str(item).split(":")
+                point = (system, int(budget), int(seed))
+            except ValueError:
+                raise ConfigError(f"extra_points entries are 'system:budget:seed' strings, got {item!r}") from None
+            if point[2] not in self.seeds and point not in out:
+                out.append(point)
+        return out
 
     @property
     def rounds_per_budget(self) -> dict[int, int]:
@@ -237,6 +263,7 @@ def tune(study: StudyConfig, corpus) -> dict[str, dict]:
                           "dev_eer": res.get("dev_eer"), "dev_eer_all_pairs": res.get("dev_eer_all_pairs"),
                           "seconds": res.get("seconds", time.perf_counter() - t0)})
             log.info("tune %s %s: dev EER %s", system, setting_name(setting), res.get("dev_eer"))
+            _archive_as_we_go(study)
         scored = [t for t in tried if t["dev_eer"] is not None and math.isfinite(t["dev_eer"])]
         check(bool(scored), f"tuning {system}: no run reported a dev EER")
         best = min(scored, key=lambda t: t["dev_eer"])  # first of equal ones: the list's order
@@ -268,6 +295,13 @@ def study_points(study: StudyConfig, choice: dict[str, dict]) -> list[dict]:
                                 "results": d / f"results_round{rounds[b]}.json"})
         for p in pts:
             p.setdefault("setting", setting)
+    for system, b, seed in study.extra:
+        longest = b if system == "ssrl" else max(
+            (c for c in study.budgets if c // rounds[c] == b // rounds[b]), key=lambda c: rounds[c])
+        d = study.out_dir / "runs" / system / f"E{longest}" / f"seed{seed}"
+        pts.append({"system": system, "budget": b, "seed": seed, "run_dir": d, "train_budget": longest,
+                    "results": d / ("results.json" if system == "ssrl" else f"results_round{rounds[b]}.json"),
+                    "setting": choice[system]["chosen"], "extra": True})
     return pts
 
 
@@ -283,18 +317,26 @@ def run_study(study: StudyConfig) -> dict:
     n_spk, spe = n_train_speakers(corpus), _steps_per_epoch(study, corpus)
     points = study_points(study, choice)
     done = set()
-    for p in sorted(points, key=lambda p: (p["seed"], p["system"], p["train_budget"])):
+    for p in sorted(points, key=lambda p: (p.get("extra", False), p["seed"], p["system"], p["train_budget"])):
         key = (p["system"], p["train_budget"], p["seed"])
         if key not in done:
             _train(p["system"], run_config(study, p["system"], p["setting"], p["train_budget"], p["seed"],
                                            p["run_dir"], n_spk, spe))
             done.add(key)
+            _archive_as_we_go(study)
     rows = [point_row(p) for p in points]
     summary = {"choice": choice, "points": [{**r} for r in rows], "table": study_table(rows),
                "claims": study_claims(rows, study), "config": study.to_dict()}
     atomic_write_json(study.out_dir / "study.json", summary)
     atomic_write_text(study.out_dir / "study.md", study_markdown(summary))
     return summary
+
+
+def _archive_as_we_go(study: StudyConfig) -> None:
+    if study.archive_to:
+        from .notebook_params import resolve_path
+
+        archive(study, resolve_path(study.archive_to))
 
 
 def study_markdown(summary: dict) -> str:
@@ -321,10 +363,13 @@ def archive_files(study: StudyConfig) -> list[Path]:
     """The files (relative to ``study.out_dir``) that let another machine resume the study without
     retraining what is finished: the DINO run with its checkpoint (every stage-2 run starts from
     it), every finished tuning run's results, every finished study run's results and the scores
-    its points are judged on, and the study's own outputs. Checkpoints of stage-2 runs, snapshots
+    its points are judged on (of an iterative run, the scores of the rounds that are budgets of
+    the study only: on a 4,000-utterance test set each file is about 3 MB), and the study's own
+    outputs. Checkpoints of stage-2 runs, snapshots
     and caches stay behind: an unfinished run restarts."""
     out = study.out_dir
     rel: list[Path] = []
+    kept_rounds = set(study.rounds_per_budget.values())
     d = study.dino_dir
     if (d / "results.json").exists() and study.dino_run is None:
         rel += [Path("dino") / f for f in (*RUN_FILES, "checkpoint.pt", "scores.npz")]
@@ -333,13 +378,17 @@ def archive_files(study: StudyConfig) -> list[Path]:
         rel += [p.relative_to(out) for p in res.parent.glob("results_round*.json")]
     for res in sorted(out.glob("runs/*/*/*/results.json")):
         rel += [res.parent.relative_to(out) / f for f in RUN_FILES]
-        for p in res.parent.glob("results_round*.json"):
-            rel += [p.relative_to(out), scores_file(p).relative_to(out)]
+        for p in res.parent.glob("results_round*.json"):  # the scores of the rounds that are study points
+            rel += [p.relative_to(out)] + ([scores_file(p).relative_to(out)] if _round_of(p) in kept_rounds else [])
         if not list(res.parent.glob("results_round*.json")):
             rel.append(res.parent.relative_to(out) / "scores.npz")
     rel += [p.relative_to(out) for p in (out / "tune" / "choice.json", out / "study.json", out / "study.md")]
     rel += [p.relative_to(out) for p in sorted((out / "plots").glob("*.html"))]
     return [r for r in dict.fromkeys(rel) if (out / r).exists()]
+
+
+def _round_of(results_path: Path) -> int:
+    return int(results_path.stem.removeprefix("results_round"))
 
 
 def archive(study: StudyConfig, dest) -> int:
@@ -521,7 +570,9 @@ def _run(args) -> int:
 
     nb = repo_root() / "notebooks" / "06_study.ipynb"
     params = sweep.notebook_params(nb)
-    specs = [("profile", args.profile)] + ([("corpus", args.corpus)] if args.corpus else []) + [tuple(p) for p in args.param]
+    specs = ([("profile", args.profile)] + ([("corpus", args.corpus)] if args.corpus else [])
+             + ([("archive_to", str(resolve_path(args.archive_to)))] if args.archive_to else [])
+             + [tuple(p) for p in args.param])
     try:
         grid = sweep.build_grid(nb, specs, out_root=str(resolve_path(args.out).parent))
     except sweep.SweepError as e:

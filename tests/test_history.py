@@ -3,7 +3,13 @@ import numpy as np
 import pytest
 import torch
 
-from ssrl_lab.labels.history import EpochHistory, clean_split_quality, load_history, majority_true_label
+from ssrl_lab.labels.history import (
+    EpochHistory,
+    clean_split_quality,
+    load_history,
+    majority_true_label,
+    p_clean_reliability,
+)
 from ssrl_lab.labels.noise import fit_clean_posterior
 
 
@@ -31,6 +37,29 @@ def test_clean_split_quality_constructed_case():
     # no predicted noisy at all: undefined precision reported as 0
     q0 = clean_split_quality(torch.ones(10), pseudo, true)
     assert q0["precision_noisy"] == 0.0 and q0["recall_noisy"] == 0.0 and q0["recall_clean"] == 1.0
+
+
+def test_p_clean_reliability_constructed_case():
+    # the constructed case above: right rows 0, 1, 2, 6, 7, 8; wrong 3, 4, 5; row 9 unknown (left out)
+    pseudo = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1, 1, 1])
+    true = torch.tensor([1, 1, 1, 2, 3, 3, 4, 4, 4, -1])
+    p = torch.tensor([0.2, 0.9, 0.8, 0.1, 0.5, 0.7, 0.9, 0.6, 1.0, 0.0])
+    r = p_clean_reliability(p, pseudo, true, n_bins=2)
+    assert r["edges"] == [0.0, 0.5, 1.0]
+    # bin [0, 0.5): rows 0 (right), 3 (wrong); bin [0.5, 1]: rows 1, 2, 6, 7, 8 right, 4, 5 wrong (1.0 in the last bin)
+    assert r["n"] == [2, 7]
+    assert r["mean_p"] == pytest.approx([0.15, (0.9 + 0.8 + 0.5 + 0.7 + 0.9 + 0.6 + 1.0) / 7])
+    assert r["share_right"] == pytest.approx([0.5, 5 / 7])
+    assert r["ece"] == pytest.approx((2 * abs(0.5 - 0.15) + 7 * abs(5 / 7 - 5.4 / 7)) / 9)
+    # calibrated by construction: in each bin the share right equals the mean p
+    r10 = p_clean_reliability(torch.tensor([0.25, 0.25, 0.25, 0.25]), torch.tensor([0, 0, 0, 0]),
+    torch.tensor([1, 2, 3, 3]), n_bins=4)
+    assert r10["n"] == [0, 4, 0, 0] and r10["mean_p"][0] is None and r10["ece"] == pytest.approx(0.25)
+    assert r10["share_right"][1] == pytest.approx(0.5)  # cluster 0's majority is speaker 3: 2 of 4 right
+    with pytest.raises(ValueError, match="NaN is not a probability"):
+        p_clean_reliability(torch.tensor([float("nan")]), torch.tensor([0]), torch.tensor([0]))
+    with pytest.raises(ValueError, match="equal 1-D shapes"):
+        p_clean_reliability(torch.ones(3), torch.zeros(2, dtype=torch.long), torch.zeros(3, dtype=torch.long))
 
 
 def _epoch_data(n, k, e, g):

@@ -35,6 +35,25 @@ def test_iterative_points_reuse_the_longest_run_of_equal_rounds(tmp_path):
     assert pts["iterative_new", 30]["results"].name == "results_round5.json"
 
 
+def test_extra_points_add_seeds_at_one_budget_and_train_last(tmp_path):
+    cfg = st.StudyConfig(out=str(tmp_path), systems=["ssrl", "iterative_finetune"], budgets=[12, 30], seeds=[0],
+                         extra_points=["ssrl:30:3", "iterative_finetune:30:3", "ssrl:30:0", "ssrl:30:3"])
+    assert cfg.extra == [("ssrl", 30, 3), ("iterative_finetune", 30, 3)]  # seed 0 is a study seed; no repeats
+    choice = {s: {"chosen": st.SETTINGS[s][0]} for s in cfg.systems}
+    pts = st.study_points(cfg, choice)
+    extra = [p for p in pts if p.get("extra")]
+    assert [(p["system"], p["budget"], p["seed"]) for p in extra] == [("ssrl", 30, 3), ("iterative_finetune", 30, 3)]
+    # counted at their budget only: the finetune run's round 2 (E = 12) is not a point of seed 3
+    assert {(p["system"], p["budget"]) for p in pts if p["seed"] == 3} == {("ssrl", 30), ("iterative_finetune", 30)}
+    assert extra[1]["results"] == tmp_path / "runs" / "iterative_finetune" / "E30" / "seed3" / "results_round5.json"
+    with pytest.raises(ConfigError, match="system:budget:seed"):
+        st.StudyConfig(extra_points=["ssrl:30"])
+    with pytest.raises(ConfigError, match="budget 20 is not among"):
+        st.StudyConfig(extra_points=["ssrl:20:3"])
+    with pytest.raises(ConfigError, match="is not among"):
+        st.StudyConfig(systems=["ssrl"], extra_points=["iterative_new:30:3"])
+
+
 @pytest.mark.slow
 def test_study_notebook_runs_on_smoke_and_tunes_on_dev(smoke_corpus, smoke_dino, tmp_path):
     import papermill as pm
@@ -44,13 +63,17 @@ def test_study_notebook_runs_on_smoke_and_tunes_on_dev(smoke_corpus, smoke_dino,
     out.mkdir()
     params = dict(profile="smoke", corpus=str(smoke_corpus), run_dir=str(out), dino_run=str(smoke_dino),
                   systems=["ssrl", "iterative_stage1"], budgets=[2, 4], rounds=["2:1", "4:2"], seeds=[0, 1],
-                  max_settings=2, max_steps_per_epoch=2, device="cpu")
+                  max_settings=2, max_steps_per_epoch=2, device="cpu", archive_to=str(tmp_path / "as-we-go"))
     pm.execute_notebook(str(nb), str(out / "06_study.ipynb"), parameters=params, kernel_name="python3",
                         progress_bar=False, cwd=str(nb.parent))
     ran = nbformat.read(out / "06_study.ipynb", as_version=4)
     errors = [o for c in ran.cells if c.cell_type == "code" for o in c.outputs if o.get("output_type") == "error"]
     assert not errors
     summary = json.loads((out / "study.json").read_text())
+    # archived as it went: every finished run is in the archive (the study's own outputs come at the end)
+    went = {p.relative_to(tmp_path / "as-we-go").as_posix() for p in (tmp_path / "as-we-go").rglob("*.json")}
+    assert "tune/ssrl/" + summary["choice"]["ssrl"]["chosen_name"] + "/results.json" in went
+    assert {"runs/ssrl/E4/seed1/results.json", "runs/iterative_stage1/E4/seed1/results_round2.json"} <= went
     # two settings tried per system at the smallest budget, the chosen one has the lowest dev EER
     for system in ("ssrl", "iterative_stage1"):
         c = summary["choice"][system]
@@ -77,12 +100,19 @@ def test_study_notebook_runs_on_smoke_and_tunes_on_dev(smoke_corpus, smoke_dino,
                                 seeds=[0, 1], max_settings=2, device="cpu", overrides={"max_steps_per_epoch": 2}))
     assert {p: p.stat().st_mtime_ns for p in out.rglob("results*.json")} == before
     # the archive carries the finished study to another folder (machine), where nothing retrains
-    n = st.archive(st.StudyConfig(out=str(out), dino_run=str(smoke_dino)), tmp_path / "archive")
+    where = st.StudyConfig(out=str(out), dino_run=str(smoke_dino), budgets=[2, 4], rounds=["2:1", "4:2"])
+    n = st.archive(where, tmp_path / "archive")
     files = {p.relative_to(tmp_path / "archive").as_posix() for p in (tmp_path / "archive").rglob("*") if p.is_file()}
     assert n == len(files) and "tune/choice.json" in files and "study.json" in files
     assert "runs/ssrl/E4/seed1/scores.npz" in files and "runs/iterative_stage1/E4/seed0/scores_round1.npz" in files
     assert not any(f.endswith("checkpoint.pt") for f in files)  # stage-2 checkpoints stay behind
-    assert st.archive(st.StudyConfig(out=str(out), dino_run=str(smoke_dino)), tmp_path / "archive") == 0
+    assert st.archive(where, tmp_path / "archive") == 0
+    # an iterative run's scores are archived for the rounds that are study budgets only
+    one = st.StudyConfig(out=str(out), dino_run=str(smoke_dino), budgets=[4], rounds=["4:2"])
+    kept = {p.as_posix() for p in st.archive_files(one)}  # relative to the study folder
+    assert "runs/iterative_stage1/E4/seed0/scores_round2.npz" in kept
+    assert "runs/iterative_stage1/E4/seed0/scores_round1.npz" not in kept
+    assert "runs/iterative_stage1/E4/seed0/results_round1.json" in kept
     moved = tmp_path / "moved"
     assert st.restore(st.StudyConfig(out=str(moved)), tmp_path / "archive") == n
     again = st.run_study(st.StudyConfig(profile="smoke", corpus=str(smoke_corpus), out=str(moved),

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from ssrl_lab.config import ConfigError
+from ssrl_lab.data.corpus import open_corpus
 from ssrl_lab.train.ssrl import SSRLConfig, lr_schedule, train
 from ssrl_lab.utils.io import read_jsonl
 
@@ -39,6 +40,10 @@ def test_smoke_run_writes_everything_and_resumes_identically(smoke_corpus, smoke
     assert e1["label_change_rate"] == 0.0 and e1["nmi"] == km["nmi"]  # epoch 1 keeps the k-means labels
     assert e1["gmm"]["means"][0] < e1["gmm"]["means"][1] and 0 < e1["teacher_share"] < 1
     assert set(e2["clean_split"]) >= {"precision_noisy", "recall_noisy", "label_accuracy"}
+    for e in (e1, e2):  # collecting epochs: p_clean's reliability curve over every training utterance
+        rel = e["reliability"]
+        assert sum(rel["n"]) == len(open_corpus(smoke_corpus).train)
+        assert len(rel["n"]) == len(rel["share_right"]) == len(rel["edges"]) - 1 and 0 <= rel["ece"] <= 1
     assert e2["momentum"] == pytest.approx(0.95) and "eval" not in e1 and "eval" in e2
     assert 0 <= e2["eval"]["eer"] <= 100 and 0 <= e2["eval_student"]["eer"] <= 100
     counts = [r["n_clusters"] for r in rows]

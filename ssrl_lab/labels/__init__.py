@@ -10,7 +10,13 @@ All pieces are vectorised torch over the N training utterances (tested at N = 1 
 * :func:`~ssrl_lab.labels.epoch_end.epoch_end_update`: the whole epoch-end update.
 """
 from ssrl_lab.labels.epoch_end import NOISE_MODELS, epoch_end_update
-from ssrl_lab.labels.history import EpochHistory, clean_split_quality, load_history, majority_true_label
+from ssrl_lab.labels.history import (
+    EpochHistory,
+    clean_split_quality,
+    load_history,
+    majority_true_label,
+    p_clean_reliability,
+)
 from ssrl_lab.labels.noise import GMMFit, fit_clean_posterior, loss_gate, weighted_loss
 from ssrl_lab.labels.queue import LabelQueue, mode_of_columns, mode_of_rows
 from ssrl_lab.labels.relabel import (
@@ -27,6 +33,6 @@ __all__ = [
     "GMMFit", "fit_clean_posterior", "loss_gate", "weighted_loss",
     "masked_argmax", "active_from_labels", "update_active", "sinkhorn_assign", "cosine_scores",
     "label_change_rate",
-    "EpochHistory", "load_history", "clean_split_quality", "majority_true_label",
+    "EpochHistory", "load_history", "clean_split_quality", "majority_true_label", "p_clean_reliability",
     "epoch_end_update", "NOISE_MODELS",
 ]

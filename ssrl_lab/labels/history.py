@@ -30,7 +30,8 @@ import torch
 from ssrl_lab.labels.noise import GMMFit
 from ssrl_lab.utils.io import atomic_numpy_save
 
-__all__ = ["EpochHistory", "load_history", "clean_split_quality", "majority_true_label", "FULL_HISTORY_MAX"]
+__all__ = ["EpochHistory", "load_history", "clean_split_quality", "p_clean_reliability", "majority_true_label",
+           "FULL_HISTORY_MAX"]
 
 FULL_HISTORY_MAX = 200_000
 AGG_KEYS = (
@@ -126,6 +127,42 @@ def clean_split_quality(p_clean: Any, pseudo: Any, true: Any, threshold: float =
         "n_wrong": int(wrong.sum()),
         "n_pred_noisy": int(pred_noisy.sum()),
     }
+
+
+def p_clean_reliability(p_clean: Any, pseudo: Any, true: Any, n_bins: int = 10) -> dict[str, Any]:
+    """The calibration of p_clean as a probability that the pseudo label is right (a reliability
+    curve): rows binned by p_clean into ``n_bins`` equal-width bins of [0, 1] (1.0 in the last),
+    and per bin the row count, the mean p_clean and the share of right labels ("right" as in
+    :func:`clean_split_quality`: the cluster's majority true speaker is the row's own). A
+    calibrated p_clean has share right = mean p_clean in every bin. Rows with unknown true labels
+    are left out; empty bins hold None.
+
+    Returns dict: ``edges`` (n_bins + 1), ``n``, ``mean_p``, ``share_right`` (per bin), ``ece``
+    (expected calibration error: the count-weighted mean of |share right - mean p|; None when no
+    row is scored)."""
+    if n_bins < 1:
+        raise ValueError(f"p_clean_reliability: n_bins must be >= 1, got {n_bins}")
+    pseudo_t = _t(pseudo)
+    p, true_t = _t(p_clean).to(pseudo_t.device, torch.float64), _t(true).to(pseudo_t.device, torch.int64)
+    if not (p.shape == pseudo_t.shape == true_t.shape) or p.dim() != 1:
+        raise ValueError(f"p_clean_reliability: p_clean {tuple(p.shape)}, pseudo {tuple(pseudo_t.shape)}, "
+                         f"true {tuple(true_t.shape)} must be equal 1-D shapes")
+    if p.numel() and not bool(((p >= 0) & (p <= 1)).all()):
+        raise ValueError("p_clean_reliability: p_clean must lie in [0, 1] (NaN is not a probability)")
+    known = true_t >= 0
+    right = (majority_true_label(pseudo_t, true_t) == true_t) & known
+    p, right = p[known], right[known].to(torch.float64)
+    b = (p * n_bins).to(torch.int64).clamp_(0, n_bins - 1)
+    n = torch.bincount(b, minlength=n_bins)
+    sum_p = torch.zeros(n_bins, dtype=torch.float64).index_add_(0, b.cpu(), p.cpu())
+    sum_r = torch.zeros(n_bins, dtype=torch.float64).index_add_(0, b.cpu(), right.cpu())
+    n_l = [int(x) for x in n.cpu()]
+    mean_p = [float(sp / c) if c else None for sp, c in zip(sum_p.tolist(), n_l)]
+    share = [float(sr / c) if c else None for sr, c in zip(sum_r.tolist(), n_l)]
+    total = sum(n_l)
+    ece = (sum(c * abs(r - m) for c, r, m in zip(n_l, share, mean_p) if c) / total) if total else None
+    return {"edges": [i / n_bins for i in range(n_bins + 1)], "n": n_l, "mean_p": mean_p, "share_right": share,
+            "ece": ece}
 
 
 class EpochHistory:

@@ -7,6 +7,7 @@ import logging
 import numpy as np
 import torch
 
+from ..labels.history import p_clean_reliability
 from ..labels.state import PseudoLabelState
 from . import distributed as dist
 from .context import result_fields
@@ -59,6 +60,8 @@ def label_fields(pl: PseudoLabelState, out: dict, epoch: int, true: np.ndarray |
             rec["teacher_label_nmi"] = (cluster_fields(pl.coll_label[pl.visited], true[seen]) if seen.any()
                                         else {}).get("nmi")
         rec["clean_split"] = {k: agg.get(k) for k in CLEAN_SPLIT}
+        if collect:  # p_clean is refreshed from this epoch's teacher losses: how well it is calibrated
+            rec["reliability"] = p_clean_reliability(pl.p_clean, pl.labels, true)
     return rec
 
 
