@@ -242,13 +242,18 @@ def _group_weights(counts: np.ndarray, trials: "TrialSpeakers") -> np.ndarray:
 
 
 def replicate_metrics(score_sets: Sequence, trials: TrialSpeakers, n_reps: int = CI_REPS, seed: int = 0,
-                      max_cells: int = 1 << 22, dense: bool = False) -> np.ndarray:
+                      max_cells: int = 1 << 22, dense: bool = False, n_draws: int | None = None) -> np.ndarray:
     """(n_sets, n_reps, 3) metrics (:data:`METRICS`) of every score set under the *same* speaker
     resamplings (so differences between sets are paired). Replicates whose draw left no target
     or no non-target trial are NaN. ``dense`` uses the reference implementation (slow; tests).
-    ``max_cells`` bounds the arrays held at once."""
+    ``max_cells`` bounds the arrays held at once. ``n_draws``: speakers drawn per replicate
+    (default: as many as the trials have, the ordinary bootstrap; fewer or more is the
+    m-out-of-n bootstrap, a test set of ``n_draws`` speakers from the same population, which
+    :mod:`ssrl_lab.eval.power` uses)."""
     if n_reps < 1:
         raise ValueError(f"n_reps must be >= 1, got {n_reps}")
+    if n_draws is not None and n_draws < 2:
+        raise ValueError(f"n_draws must be >= 2 speakers, got {n_draws}")
     impl = _Dense if dense else _Blocked
     sets = [impl(s, trials) for s in score_sets]
     rng = np.random.default_rng(seed)
@@ -258,7 +263,7 @@ def replicate_metrics(score_sets: Sequence, trials: TrialSpeakers, n_reps: int =
     S = trials.n_speakers
     for lo in range(0, n_reps, chunk):
         hi = min(n_reps, lo + chunk)
-        counts = rng.multinomial(S, np.full(S, 1.0 / S), size=hi - lo).astype(np.float64)
+        counts = rng.multinomial(n_draws or S, np.full(S, 1.0 / S), size=hi - lo).astype(np.float64)
         wg = _group_weights(counts, trials)
         w = wg[:, trials.group] if dense else wg
         for k, st in enumerate(sets):
