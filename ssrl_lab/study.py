@@ -325,8 +325,12 @@ def run_study(study: StudyConfig) -> dict:
             done.add(key)
             _archive_as_we_go(study)
     rows = [point_row(p) for p in points]
-    summary = {"choice": choice, "points": [{**r} for r in rows], "table": study_table(rows),
-               "claims": study_claims(rows, study), "config": study.to_dict()}
+    from .study_power import study_power
+
+    table = study_table(rows)
+    summary = {"choice": choice, "points": [{**r} for r in rows], "table": table,
+               "power": study_power(rows, table, study.budgets), "claims": study_claims(rows, study),
+               "config": study.to_dict()}
     atomic_write_json(study.out_dir / "study.json", summary)
     atomic_write_text(study.out_dir / "study.md", study_markdown(summary))
     return summary
@@ -340,8 +344,11 @@ def _archive_as_we_go(study: StudyConfig) -> None:
 
 
 def study_markdown(summary: dict) -> str:
+    from .study_power import power_markdown
+
     return ("# Study\n\n## Tuning on dev\n\n" + tuning_markdown(summary["choice"])
             + "\n\n## Mean ± std over seeds\n\n" + table_markdown(summary["table"])
+            + "\n\n## Power: the smallest difference the study can resolve\n\n" + power_markdown(summary.get("power"))
             + "\n\n## Claims\n\n" + claims_markdown(summary.get("claims", [])) + "\n")
 
 

@@ -124,3 +124,31 @@ def test_bad_input_is_refused(tmp_path):
 
     with pytest.raises(ScoresError, match="does not exist"):
         detectable_difference_runs([tmp_path / "none.npz"], [tmp_path / "none.npz"])
+
+
+def test_study_power_on_the_archived_40_speaker_study():
+    """The deciding pair of the committed demo study (SSRL against finetune at E = 30, 3 seeds)."""
+    import json
+
+    from ssrl_lab.notebook_params import repo_root
+    from ssrl_lab.study_power import power_markdown, study_power
+
+    archive = repo_root() / "outputs" / "study-archive"
+    summary = json.loads((archive / "study.json").read_text())
+    rows = [{**p, "scores_file": str(archive / p["scores_file"][p["scores_file"].index("/runs/") + 1:])}
+            for p in summary["points"]]
+    pw = study_power(rows, summary["table"], [12, 30], speakers=(40, 160), n_reps=100)
+    assert (pw["a"], pw["b"], pw["budget"], pw["n_seeds"]) == ("ssrl", "iterative_finetune", 30, [3, 3])
+    est = {(r["on"], r["n_speakers"]): r for r in pw["estimates"]}
+    assert set(est) == {("trials", 40), ("trials", 160), ("all_pairs", 40), ("all_pairs", 160)}
+    assert not est["trials", 40]["extrapolated"] and est["trials", 160]["extrapolated"]
+    # a quarter of the speaker variance at 4x the speakers: the speaker SE about halves
+    assert 0.35 < est["trials", 160]["se_speakers"] / est["trials", 40]["se_speakers"] < 0.7
+    # the 40-speaker MDD is about the half-width of the archived claim's interval times 2.8 / 1.96
+    claim = next(c for c in summary["claims"] if c["claim"] == "SSRL better than iterative_finetune at E = 30")
+    half = (claim["diff_ci"][1] - claim["diff_ci"][0]) / 2
+    assert 0.6 < est["trials", 40]["mdd"] / (half * z_sum() / 1.959964) < 1.6
+    assert est["trials", 40]["diff"] == pytest.approx(claim["diff"])
+    text = power_markdown(pw)
+    assert "160 (projected)" in text and "iterative_finetune" in text
+    assert power_markdown(None).startswith("Not estimated")

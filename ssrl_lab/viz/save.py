@@ -71,14 +71,51 @@ def save_figure(fig, run_dir, name: str, template: str | None = None) -> Path:
     return atomic_write_text(out_dir / f"{stem}.html", html)
 
 
-def show_and_save(fig, run_dir, name: str, show: bool = True, template: str | None = None) -> None:
+class PNGUnavailable(RuntimeError):
+    """No PNG renderer: kaleido or a Chrome/Chromium for it is missing."""
+
+
+#: how many PNGs were not written for want of a renderer (each also logged)
+PNG_SKIPPED = {"count": 0}
+
+
+def save_png(fig, run_dir, name: str, width: int = 900, height: int = 520, scale: float = 2.0, strict: bool = False):
+    """Write ``fig`` to ``<run_dir>/plots/<name>.png`` (atomically, through kaleido and a local
+    Chrome/Chromium; nothing is downloaded) and return the path. Without a renderer the PNG is
+    skipped: a warning is logged, :data:`PNG_SKIPPED` counts it and None is returned (``strict``
+    raises :class:`PNGUnavailable` instead); the HTML of :func:`save_figure` is the figure of record."""
+    import logging
+    import os
+
+    stem = name[:-4] if name.endswith(".png") else name
+    if not _NAME.match(stem):
+        raise ValueError(f"plot name {name!r}: use letters, digits, '_', '.', '-' only")
+    out = plots_dir(run_dir) / f"{stem}.png"
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}.png")
+    try:
+        fig.write_image(str(tmp), width=width, height=height, scale=scale)
+        tmp.replace(out)
+        return out
+    except Exception as e:  # kaleido missing, no Chrome, or the renderer failed
+        tmp.unlink(missing_ok=True)
+        if strict:
+            raise PNGUnavailable(f"{out}: no PNG renderer ({type(e).__name__}: {e})") from e
+        PNG_SKIPPED["count"] += 1
+        logging.getLogger(__name__).warning("%s not written (%d PNG(s) skipped so far): %s: %s", out,
+                                            PNG_SKIPPED["count"], type(e).__name__, str(e).splitlines()[0][:200])
+        return None
+
+
+def show_and_save(fig, run_dir, name: str, show: bool = True, template: str | None = None, png: bool = False) -> None:
     """Save ``fig`` (see :func:`save_figure`; ``template`` or ``$SSRL_LAB_PLOT_TEMPLATE`` picks its
     look) and display it inline when in IPython.
 
-    Returns None, so a cell ending with this call shows the figure and nothing else; use
-    :func:`save_figure` for the file's path.
+    ``png`` also writes ``<name>.png`` beside it (:func:`save_png`). Returns None, so a cell ending
+    with this call shows the figure and nothing else; use :func:`save_figure` for the file's path.
     """
     save_figure(fig, run_dir, name, template)
+    if png:
+        save_png(fig, run_dir, name)
     if show:
         try:
             from IPython import get_ipython

@@ -1,0 +1,76 @@
+"""The study's power: the smallest EER difference its deciding comparison could resolve, at the
+test-set sizes a reader compares (40 speakers, the demo's; 200, the study profile's).
+
+The deciding pair is SSRL against the strongest iterative protocol by **dev** EER
+(:func:`ssrl_lab.study.strongest_protocol`) at the study's largest budget, with every seed either
+system has there. :func:`ssrl_lab.eval.power.detectable_difference_runs` gives the minimal
+detectable difference (80 % power, 5 % two-sided) on the trial list and on all pairs; a size other
+than the test set's own is read with the m-out-of-n speaker bootstrap (``projected`` when larger
+than the test set: it assumes the test speakers represent the population).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Sequence
+
+log = logging.getLogger("ssrl_lab.study")
+
+__all__ = ["POWER_SPEAKERS", "POWER_REPS", "study_power", "power_markdown"]
+
+#: the test-set sizes the study reports its power at
+POWER_SPEAKERS = (40, 200)
+#: replicates per estimate: a standard error needs fewer than an interval's tails (8 M all pairs cost ~20 s per 1,000)
+POWER_REPS = 300
+
+
+def study_power(rows: Sequence[dict], table: Sequence[dict], budgets: Sequence[int],
+                speakers: Sequence[int] = POWER_SPEAKERS, n_reps: int = POWER_REPS) -> dict[str, Any]:
+    """``{"a", "b", "budget", "n_seeds", "estimates": [{"on", "n_speakers", "mdd", "se", ...}], "reason"}``
+    for the deciding pair; ``estimates`` is empty (with a ``reason``) when the pair has no scores."""
+    from .eval.power import detectable_difference_runs
+    from .eval.saved_scores import ScoresError
+    from .study import strongest_protocol
+
+    budget = max(budgets)
+    out: dict[str, Any] = {"a": "ssrl", "b": None, "budget": budget, "estimates": [], "reason": None}
+    try:
+        out["b"] = "iterative_" + strongest_protocol({"table": list(table)})
+    except ValueError as e:
+        out["reason"] = str(e)
+        return out
+    files = {s: [r["scores_file"] for r in rows if r["system"] == s and r["budget"] == budget] for s in (out["a"], out["b"])}
+    if not files[out["a"]] or not files[out["b"]]:
+        out["reason"] = f"no runs of {out['a']} or {out['b']} at E = {budget}"
+        return out
+    out["n_seeds"] = [len(files[out["a"]]), len(files[out["b"]])]
+    for on in ("trials", "all_pairs"):
+        for n in speakers:
+            try:
+                r = detectable_difference_runs(files[out["a"]], files[out["b"]], on=on, n_speakers=int(n), n_reps=n_reps)
+            except (ScoresError, ValueError) as e:
+                log.warning("power at %d speakers (%s): %s", n, on, e)
+                out["reason"] = str(e)
+                continue
+            out["estimates"].append(r)
+            log.info("power: MDD %s at %d speakers (%s): %s points", out["b"], n, on,
+                     f"{r['mdd']:.2f}" if r["mdd"] is not None else "-")
+    return out
+
+
+def power_markdown(power: dict | None) -> str:
+    """The power table: per column and test-set size, the minimal detectable difference and its parts."""
+    if not power or not power.get("estimates"):
+        return f"Not estimated: {(power or {}).get('reason') or 'no study runs'}."
+    f = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+    lines = [f"The smallest true EER difference between **{power['a']}** and **{power['b']}** (the strongest "
+             f"iterative protocol by dev EER) at E = {power['budget']} that the comparison detects with 80 % power "
+             f"(5 % two-sided), with {min(power['n_seeds'])} seeds per system; from the speaker bootstrap of these "
+             "runs' scores (m-out-of-n for another test-set size; *projected* where larger than the test set). "
+             "A claim's difference below this is likely to read 'not separable' even when real.", "",
+             "| scores | test speakers | minimal detectable difference (points) | SE of the difference | "
+             "of which speakers | of which seeds | observed difference |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in power["estimates"]:
+        size = f"{r['n_speakers']}" + (" (projected)" if r["extrapolated"] else "")
+        lines.append(f"| {'trial list' if r['on'] == 'trials' else 'all pairs'} | {size} | **{f(r['mdd'])}** | "
+                     f"{f(r['se'])} | {f(r['se_speakers'])} | {f(r['se_seeds'])} | {r['diff']:+.2f} |")
+    return "\n".join(lines)
