@@ -306,3 +306,33 @@ def test_dev_profile_checks():
     demo = synthvox.PROFILES["demo"]
     assert (demo.dev_speakers, demo.dev_sessions, demo.dev_utts, demo.n_dev_trials) == (
         demo.test_speakers, demo.test_sessions, demo.test_utts, demo.n_trials)  # dev made like test
+
+
+def test_study_profile_keeps_the_demo_training_audio_and_adds_test_power():
+    """The 'study' profile (issue 23): demo's train fields, so demo's 200 training speakers and
+    their audio; 200 test speakers with 40,000 trials and 80 dev speakers."""
+    demo, study = synthvox.PROFILES["demo"], synthvox.PROFILES["study"]
+    assert {f: getattr(study, f) for f in synthvox.TRAIN_FIELDS} == {f: getattr(demo, f) for f in synthvox.TRAIN_FIELDS}
+    assert study.test_speakers >= 200 and study.n_trials >= 40_000 and study.dev_speakers >= 80
+    # the demo's test speakers are the first 40 of the study's (same fields, same per-speaker seeds)
+    assert (study.test_sessions, study.test_utts) == (demo.test_sessions, demo.test_utts)
+    assert synthvox._split_ranges(study)["test"][:demo.test_speakers] == synthvox._split_ranges(demo)["test"]
+
+
+def test_train_audio_depends_only_on_the_train_fields(built, tmp_path, monkeypatch):
+    """Hash test of the mechanism behind 'study' = 'demo' on train audio, at smoke scale: a profile
+    with the smoke profile's train fields and other test and dev splits writes byte-identical train
+    files (and train table); changing a train field changes them."""
+    import dataclasses
+
+    a, _ = built
+    smoke = synthvox.PROFILES["smoke"]
+    more = dataclasses.replace(smoke, name="smoke_more", test_speakers=5, n_trials=150, dev_speakers=4)
+    longer = dataclasses.replace(smoke, name="smoke_longer", train_utts=smoke.train_utts + 3)
+    monkeypatch.setitem(synthvox.PROFILES, "smoke_more", more)
+    monkeypatch.setitem(synthvox.PROFILES, "smoke_longer", longer)
+    c = synthvox.build_synthvox(tmp_path / "more", "smoke_more", seed=3, workers=2)
+    assert _file_hashes(c, ("train", "train.tsv")) == _file_hashes(a, ("train", "train.tsv"))
+    assert len(_hashes(c, ("test",))) == 5 * smoke.test_utts != len(_hashes(a, ("test",)))
+    d = synthvox.build_synthvox(tmp_path / "longer", "smoke_longer", seed=3, workers=2, dev=False)
+    assert _hashes(d, ("train",)) != _hashes(a, ("train",))
