@@ -372,7 +372,7 @@ def archive_files(study: StudyConfig) -> list[Path]:
     it), every finished tuning run's results, every finished study run's results and the scores
     its points are judged on (of an iterative run, the scores of the rounds that are budgets of
     the study only: on a 4,000-utterance test set each file is about 3 MB), and the study's own
-    outputs. Checkpoints of stage-2 runs, snapshots
+    outputs (study.json, study.md, the plots as HTML and PNG). Checkpoints of stage-2 runs, snapshots
     and caches stay behind: an unfinished run restarts."""
     out = study.out_dir
     rel: list[Path] = []
@@ -390,7 +390,7 @@ def archive_files(study: StudyConfig) -> list[Path]:
         if not list(res.parent.glob("results_round*.json")):
             rel.append(res.parent.relative_to(out) / "scores.npz")
     rel += [p.relative_to(out) for p in (out / "tune" / "choice.json", out / "study.json", out / "study.md")]
-    rel += [p.relative_to(out) for p in sorted((out / "plots").glob("*.html"))]
+    rel += [p.relative_to(out) for p in sorted((out / "plots").glob("*.html")) + sorted((out / "plots").glob("*.png"))]
     return [r for r in dict.fromkeys(rel) if (out / r).exists()]
 
 

@@ -43,7 +43,8 @@ def eer_vs_compute(rows: Iterable[Mapping], metric: str = "eer_all_pairs", x: st
         lo, hi = [float(np.min(v)) for v in vals], [float(np.max(v)) for v in vals]
         name = SYSTEM_NAMES.get(system, system)
         if any(len(v) > 1 for v in vals):
-            fig.add_trace(go.Scatter(x=xs + xs[::-1], y=hi + lo[::-1], fill="toself", fillcolor=_rgba(colour, 0.15),
+            fig.add_trace(go.Scatter(x=xs + xs[::-1], y=hi + lo[::-1], mode="lines", fill="toself",
+                                     fillcolor=_rgba(colour, 0.15),
                                      line=dict(width=0), hoverinfo="skip", showlegend=False, name=f"{name} seeds"))
         fig.add_trace(go.Scatter(x=xs, y=mean, mode="lines+markers", name=name, line=dict(color=colour),
                                  customdata=[[len(v), a, b] for v, a, b in zip(vals, lo, hi)],
@@ -59,7 +60,7 @@ def eer_vs_compute(rows: Iterable[Mapping], metric: str = "eer_all_pairs", x: st
 
 #: axis titles of the trace keys (ssrl_lab.study_traces.TRACE_KEYS)
 TRACE_LABELS = {
-    "label_accuracy": "pseudo-label accuracy (share whose cluster's majority speaker is their own)",
+    "label_accuracy": "pseudo-label accuracy (cluster purity)",
     "nmi": "NMI of the pseudo labels", "n_clusters": "clusters in use", "eer": "test EER, trial list (%)",
     "eer_all_pairs": "test EER, all pairs (%)", "dev_eer": "dev EER (%)", "frac_clean": "share called clean",
     "precision_clean": "precision of 'clean'", "recall_clean": "recall of 'clean'", "ece": "calibration error of p_clean",
@@ -79,13 +80,20 @@ def _band_line(fig: go.Figure, rows: list, key: str, name: str, colour: str, ste
     vals = [[float(r[key]) for r in rows if r["x"] == x and _finite(r.get(key))] for x in xs]
     mean = [float(np.mean(v)) for v in vals]
     lo, hi = [float(np.min(v)) for v in vals], [float(np.max(v)) for v in vals]
-    shape = "hv" if step else "linear"
     if any(len(v) > 1 for v in vals):
-        fig.add_trace(go.Scatter(x=xs + xs[::-1], y=hi + lo[::-1], fill="toself", fillcolor=_rgba(colour, 0.15),
-                                 line=dict(width=0, shape=shape), hoverinfo="skip", showlegend=False,
-                                 name=f"{name} seeds"))
+        bx, blo, bhi = xs, lo, hi
+        if step:  # each value holds until the next x (the last until the rows' last epoch)
+            ends = xs[1:] + [max(max(r["x"] for r in rows), xs[-1])]
+            bx = [x for a, b in zip(xs, ends) for x in (a, b)]
+            blo, bhi = [v for v in lo for _ in (0, 1)], [v for v in hi for _ in (0, 1)]
+        fig.add_trace(go.Scatter(x=bx + bx[::-1], y=bhi + blo[::-1], mode="lines", fill="toself",
+                                 fillcolor=_rgba(colour, 0.15), line=dict(width=0), hoverinfo="skip",
+                                 showlegend=False, name=f"{name} seeds"))
+    if step and xs[-1] < max(r["x"] for r in rows):  # draw the last step to the end
+        xs, mean = xs + [max(r["x"] for r in rows)], mean + [mean[-1]]
+        vals, lo, hi = vals + [vals[-1]], lo + [lo[-1]], hi + [hi[-1]]
     fig.add_trace(go.Scatter(x=xs, y=mean, mode="lines+markers", name=name,
-                             line=dict(color=colour, shape=shape, dash=dash),
+                             line=dict(color=colour, shape="hv" if step else "linear", dash=dash),
                              customdata=[[len(v), a, b] for v, a, b in zip(vals, lo, hi)],
                              hovertemplate="epoch %{x}: %{y:.4g} (mean of %{customdata[0]} seeds, "
                                            "%{customdata[1]:.4g}-%{customdata[2]:.4g})<extra>" + name + "</extra>"))
