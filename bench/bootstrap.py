@@ -18,7 +18,6 @@ import time
 
 import numpy as np
 
-
 #: test-set sizes and the issues' budgets in seconds for 1,000 replicates
 SIZES = {
     "demo": {"speakers": 40, "trials": 8000, "budget": {"trials": 5.0, "all_pairs": 60.0}},
