@@ -102,7 +102,7 @@ def save_png(fig, run_dir, name: str, width: int = 900, height: int = 520, scale
             raise PNGUnavailable(f"{out}: no PNG renderer ({type(e).__name__}: {e})") from e
         PNG_SKIPPED["count"] += 1
         logging.getLogger(__name__).warning("%s not written (%d PNG(s) skipped so far): %s: %s", out,
-                                            PNG_SKIPPED["count"], type(e).__name__, str(e).splitlines()[0][:200])
+                                            PNG_SKIPPED["count"], type(e).__name__, (str(e).splitlines() or [""])[0][:200])
         return None
 
 
