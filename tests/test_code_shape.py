@@ -114,7 +114,6 @@ def _import_cycles(pkg: Path = PKG) -> list[list[str]]:
     return cycles
 
 
-@pytest.mark.xfail(strict=True, reason="issue 25: not met yet (removed by the commit that meets it)")
 def test_no_import_cycle_in_the_package():
     assert _import_cycles() == []
 
