@@ -17,19 +17,24 @@ import logging
 
 import torch
 
-from . import context
+from ..data.augment import build_augmenter
+from ..data.batch_augment import build_batch_augment
 from . import distributed as dist
-from .context import autocast, clip_gradients, seed_everything, set_lr_wd
+from .devices import autocast, seed_everything
 from .dino_config import PROFILES, DINOConfig  # noqa: F401 - re-exported
 from .dino_loss import DINOLoss, teacher_stats
 from .dino_model import DINOModel, build_student, load_teacher_backbone  # noqa: F401 - re-exported
 from .ema import ema_update, make_teacher
 from .guards import CollapseGuard, check_loss, check_world
-from .harness import batch_per_rank, epoch_steps, finish, open_run, prepare_models, resume_checkpoint
+from .harness import finish, open_run, resume_checkpoint
+from .loader import batch_per_rank, epoch_steps
 from .loop import Loop, Method
+from .optim import build_optimizer, clip_gradients, param_groups, set_lr_wd
+from .results import eval_summary, evaluate_model, result_fields, score_arrays
 from .run import RunDir
 from .schedules import cosine_schedule, momentum_schedule, warmup_constant_schedule
 from .snapshots import save_teacher_snapshot
+from .wrap import prepare_models
 
 log = logging.getLogger("ssrl_lab.train.dino")
 
@@ -54,12 +59,12 @@ class DINOMethod(Method):
                                                                       sync_teacher=True)
         self.teacher.train()
         self.criterion = DINOLoss(cfg.n_prototypes, cfg.student_temp, cfg.center_momentum).to(device)
-        groups = context.param_groups(self.student, cfg.weight_decay)
-        self.optimizer = context.build_optimizer(cfg.optimizer, groups, cfg.lr, cfg.sgd_momentum)
+        groups = param_groups(self.student, cfg.weight_decay)
+        self.optimizer = build_optimizer(cfg.optimizer, groups, cfg.lr, cfg.sgd_momentum)
         self.dataset = MultiCropDataset(self.table, cfg.n_global, cfg.global_s, cfg.n_local, cfg.local_s,
-                                        context.build_augmenter(cfg, self.table), seed=cfg.seed, skip_bad=cfg.skip_bad,
+                                        build_augmenter(cfg, self.table), seed=cfg.seed, skip_bad=cfg.skip_bad,
                                         preload=cfg.preload)
-        self.batch_aug = context.build_batch_augment(cfg, self.table, device)
+        self.batch_aug = build_batch_augment(cfg, self.table, device)
         self.epochs, self.loader_seed = cfg.epochs, cfg.seed
         self.steps_per_epoch = steps = epoch_steps(cfg, len(self.dataset), self.per_rank)
         base_lr = cfg.lr * cfg.batch_size / cfg.lr_ref_batch if cfg.lr_ref_batch > 0 else cfg.lr
@@ -121,12 +126,12 @@ class DINOMethod(Method):
 
     def evaluate(self, epoch: int, is_last: bool) -> dict:
         cfg, device = self.cfg, self.device
-        ev = context.evaluate_model(self.teacher.backbone, self.corpus, cfg, device, progress=self.progress,
+        ev = evaluate_model(self.teacher.backbone, self.corpus, cfg, device, progress=self.progress,
                             return_scores=is_last)
-        ev_s = context.evaluate_model(self.student.backbone, self.corpus, cfg, device, all_pairs=False)
+        ev_s = evaluate_model(self.student.backbone, self.corpus, cfg, device, all_pairs=False)
         if is_last:
-            self.run.write_scores(ev["scores"], ev["labels"], **context.score_arrays(ev))
-        return {"eval": context.eval_summary(ev),
+            self.run.write_scores(ev["scores"], ev["labels"], **score_arrays(ev))
+        return {"eval": eval_summary(ev),
                 "eval_student": {"eer": ev_s["eer"], "mindcf_0.01": ev_s["mindcf_0.01"]},
                 "snapshot": save_teacher_snapshot(self.teacher.backbone, self.table, self.run.path, epoch + 1,
                                                   cfg.snapshots, device, cfg.skip_bad)}
@@ -170,7 +175,7 @@ def train(cfg: DINOConfig, *, resume: bool = False, progress: bool = True,
     if not loop.run(resume_checkpoint(run, resume)):
         return None
     last = loop.last_eval  # the last epoch's evaluation (in its checkpoint when resumed after it)
-    return finish(run, {"system": "dino", **context.result_fields(last["eval"]), "evaluated": "teacher",
+    return finish(run, {"system": "dino", **result_fields(last["eval"]), "evaluated": "teacher",
                         "eval_student": last.get("eval_student"), "seconds": loop.seconds, "epochs": cfg.epochs})
 
 

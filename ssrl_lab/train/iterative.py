@@ -36,8 +36,9 @@ from ..config import check
 from ..data.augment import DEMO_AUG
 from . import distributed as dist
 from .classifier import ClassifierConfig, ClassifierModel, fit, new_backbone
-from .context import eval_summary, result_fields, seed_everything
-from .harness import evaluate_final, finish, open_run
+from .devices import seed_everything
+from .harness import finish, open_run
+from .results import eval_summary, evaluate_final, result_fields
 from .run import RunDir
 
 log = logging.getLogger("ssrl_lab.train.iterative")

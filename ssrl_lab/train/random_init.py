@@ -8,8 +8,9 @@ import dataclasses
 import time
 
 from .classifier import new_backbone
-from .context import TrainConfig, eval_summary, result_fields
-from .harness import evaluate_final, finish, open_run
+from .harness import finish, open_run
+from .results import eval_summary, evaluate_final, result_fields
+from .train_config import TrainConfig
 
 
 @dataclasses.dataclass

@@ -222,7 +222,7 @@ class RunDir:
     def write_scores(self, scores, labels, name: str = "scores.npz", **arrays) -> None:
         """``name`` with the trial ``scores`` and ``labels``, and any further named ``arrays``
         (the trainers add ``embeddings``, ``speakers`` and ``trial_rows``: see
-        :func:`ssrl_lab.train.context.score_arrays`)."""
+        :func:`ssrl_lab.train.results.score_arrays`)."""
         if self.writer:
             atomic_numpy_save(self.path / name, scores=np.asarray(scores, np.float32), labels=np.asarray(labels, np.int8),
                               **{k: np.asarray(v) for k, v in arrays.items()})

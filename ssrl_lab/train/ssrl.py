@@ -26,24 +26,29 @@ import torch
 import torch.nn.functional as F
 
 from ..config import check
+from ..data.augment import build_augmenter
+from ..data.batch_augment import build_batch_augment
 from ..features import max_normalize
 from ..labels.history import EpochHistory
 from ..labels.noise import weighted_loss
 from ..labels.relabel import self_labels
 from ..labels.state import PseudoLabelState
-from . import context
 from . import distributed as dist
-from .context import StepTimer, autocast, clip_gradients, seed_everything, set_lr_wd
+from .devices import StepTimer, autocast, seed_everything
 from .ema import ema_update
 from .guards import TrainingDiverged, check_loss, check_world
-from .harness import batch_per_rank, epoch_steps, finish, open_run, prepare_models, resume_checkpoint
+from .harness import finish, open_run, resume_checkpoint
+from .loader import batch_per_rank, epoch_steps
 from .loop import Loop, Method
+from .optim import clip_gradients, set_lr_wd
+from .results import eval_summary, evaluate_model, score_arrays
 from .run import RunDir
 from .schedules import momentum_schedule
 from .snapshots import save_teacher_snapshot
 from .ssrl_config import PROFILES, SSRLConfig, lr_schedule  # noqa: F401 - re-exported
 from .ssrl_report import label_fields, ssrl_results
 from .ssrl_start import build_models, build_optimizer, label_state, start_labels
+from .wrap import prepare_models
 
 log = logging.getLogger("ssrl_lab.train.ssrl")
 
@@ -71,10 +76,10 @@ class SSRLMethod(Method):
         teacher.eval()
         self.student_ddp, self.student, self.teacher = prepare_models(cfg, device, student, teacher)
         self.optimizer = build_optimizer(cfg, self.student)
-        augmenter = context.build_augmenter(cfg, self.table)
+        augmenter = build_augmenter(cfg, self.table)
         self.dataset = PairCropDataset(self.table, cfg.student_s, cfg.teacher_s, augmenter, seed=cfg.seed,
                                        skip_bad=cfg.skip_bad, preload=cfg.preload)
-        self.batch_aug = context.build_batch_augment(cfg, self.table, device)
+        self.batch_aug = build_batch_augment(cfg, self.table, device)
         self.epochs, self.loader_seed = cfg.epochs, cfg.seed
         self.steps_per_epoch = epoch_steps(cfg, n, self.per_rank)
         self.lr = lr_schedule(cfg, self.steps_per_epoch)
@@ -172,13 +177,13 @@ class SSRLMethod(Method):
 
     def evaluate(self, epoch: int, is_last: bool) -> dict:
         cfg, t0 = self.cfg, time.perf_counter()
-        ev = context.evaluate_model(self.teacher.backbone, self.corpus, cfg, self.device, progress=self.progress,
-                                    return_scores=is_last)
-        fields = {"eval": context.eval_summary(ev)}
+        ev = evaluate_model(self.teacher.backbone, self.corpus, cfg, self.device, progress=self.progress,
+                            return_scores=is_last)
+        fields = {"eval": eval_summary(ev)}
         if is_last:
-            ev_s = context.evaluate_model(self.student.backbone, self.corpus, cfg, self.device)
-            fields["eval_student"] = context.eval_summary(ev_s)
-            self.run.write_scores(ev["scores"], ev["labels"], **context.score_arrays(ev))
+            ev_s = evaluate_model(self.student.backbone, self.corpus, cfg, self.device)
+            fields["eval_student"] = eval_summary(ev_s)
+            self.run.write_scores(ev["scores"], ev["labels"], **score_arrays(ev))
         fields["seconds_eval"] = time.perf_counter() - t0
         fields["snapshot"] = save_teacher_snapshot(self.teacher.backbone, self.table, self.run.path, epoch + 1,
                                                    cfg.snapshots, self.device, cfg.skip_bad)
@@ -212,15 +217,11 @@ class SSRLMethod(Method):
 
 def train(cfg: SSRLConfig, *, resume: bool = False, progress: bool = True,
           stop_after_epoch: int | None = None) -> dict | None:
-    """Train SSRL as configured; returns the results dict (also ``results.json``).
-
-    ``resume``: continue from ``checkpoint.pt`` (or return the stored results of a finished
-    run). ``stop_after_epoch``: stop after that epoch's checkpoint and return None (tests).
-
-    SIGTERM / SIGINT checkpoint the step in progress (models, optimiser, label state and what the
-    epoch had collected: the resume is exact) and raise :class:`~ssrl_lab.train.signals.TrainingInterrupted`;
-    a NaN / inf loss raises :class:`~ssrl_lab.train.guards.TrainingDiverged` (the last good checkpoint is kept).
-    """
+    """Train SSRL as configured; returns the results dict (also ``results.json``). ``resume``: continue
+    from ``checkpoint.pt`` (or return a finished run's results). ``stop_after_epoch``: stop after that
+    epoch's checkpoint, return None (tests). SIGTERM / SIGINT checkpoint the step in progress (exact
+    resume) and raise :class:`~ssrl_lab.train.signals.TrainingInterrupted`; a NaN / inf loss raises
+    :class:`~ssrl_lab.train.guards.TrainingDiverged` (the last good checkpoint is kept)."""
     from .skips import open_training_corpus
 
     device, run, done = open_run(cfg, resume, "dino_run")
