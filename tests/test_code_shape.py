@@ -136,7 +136,6 @@ def test_every_module_names_its_concept():
     assert not missing, f"modules without a docstring: {missing}"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 25: not met yet (removed by the commit that meets it)")
 def test_no_file_in_train_is_over_250_lines():
     long = {p.name: n for p in sorted(TRAIN.glob("*.py")) if (n := len(p.read_text().splitlines())) > 250}
     assert not long, f"files in ssrl_lab/train/ over 250 lines: {long}"
