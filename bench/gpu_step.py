@@ -149,7 +149,7 @@ def main(argv=None) -> list[dict]:
         if args.compile:
             from types import SimpleNamespace
 
-            from ssrl_lab.train.context import compile_encoders
+            from ssrl_lab.train.wrap import compile_encoders
 
             compile_encoders(SimpleNamespace(compile=True), m.student, m.teacher)
         for b in (int(x) for x in batches.split(",") if x):

@@ -85,8 +85,8 @@ def main(argv=None) -> dict:
     from ssrl_lab.data.corpus import open_corpus
     from ssrl_lab.data.datasets import MultiCropDataset, PairCropDataset
     from ssrl_lab.data.pack import pack_corpus
-    from ssrl_lab.train.context import collate
     from ssrl_lab.train.dino import DINOConfig
+    from ssrl_lab.train.loader import collate
     from ssrl_lab.train.ssrl import SSRLConfig
 
     dino, ssrl = DINOConfig.profile("vox"), SSRLConfig.profile("vox", dino_run="x")

@@ -6,13 +6,15 @@ Every configuration in ssrl-lab is a dataclass deriving from :class:`Config`:
   :meth:`Config.replace`), so an out-of-range value fails before anything runs;
 * :meth:`Config.from_dict` refuses unknown keys and names the valid ones;
 * nested configurations are plain fields whose type is another ``Config``;
-* :meth:`Config.to_dict` gives a JSON-ready dict (what a run directory stores).
+* :meth:`Config.to_dict` gives a JSON-ready dict (what a run directory stores), and
+  :func:`config_diff` the dotted keys in which two such dicts differ.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 import typing
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 
 class ConfigError(ValueError):
@@ -158,3 +160,29 @@ class Config:
             else:
                 data[k] = v
         return type(self).from_dict(data)
+
+
+# -- comparing configurations (a run directory refuses a different one) -------------------------
+#: Config keys that may differ between a run directory and a new call without refusing it
+#: (where the files live is not part of what the run computes).
+IGNORED_KEYS = ("run_dir",)
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}} -> {"a.b": 1}``; lists are kept whole."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def config_diff(old: Mapping[str, Any], new: Mapping[str, Any], ignore: Iterable[str] = IGNORED_KEYS) -> list[str]:
+    """Dotted keys whose values differ (or exist on one side only), sorted."""
+    a = flatten(json.loads(json.dumps(old, default=str)))
+    b = flatten(json.loads(json.dumps(new, default=str)))
+    ign = set(ignore)
+    return sorted(k for k in set(a) | set(b) if k not in ign and a.get(k, "<absent>") != b.get(k, "<absent>"))

@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 import torchaudio
 
-__all__ = ["Fbank", "SpecAugment", "n_frames"]
+__all__ = ["Fbank", "SpecAugment", "build_spec_augment", "n_frames"]
 
 
 def n_frames(n_samples: int, sample_rate: int = 16000, win_ms: float = 25.0, hop_ms: float = 10.0) -> int:
@@ -220,3 +220,10 @@ class SpecAugment(nn.Module):
         tmask = self._axis_mask(b, t, self.time_masks, self.time_width, feats.device, generator)
         mask = fmask.unsqueeze(2) | tmask.unsqueeze(1)
         return feats.masked_fill(mask, self.value)
+
+
+def build_spec_augment(cfg):
+    """The SpecAugment of a training config (``cfg.spec_augment``; None when off)."""
+    if not cfg.spec_augment:
+        return None
+    return SpecAugment()

@@ -217,7 +217,7 @@ def read_json(path) -> dict:
 
 
 def _steps_per_epoch(study: StudyConfig, corpus) -> int:
-    from .train.context import steps_per_epoch
+    from .train.loader import steps_per_epoch
     from .train.ssrl import SSRLConfig
 
     base = SSRLConfig.profile(study.profile, **{k: v for k, v in study.overrides.items()

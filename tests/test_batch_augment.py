@@ -237,7 +237,8 @@ def test_dino_with_in_batch_augmentation_resumes_exactly(smoke_corpus, tmp_path,
 
 def test_loader_side_builds_no_batch_augmenter_and_batch_side_no_loader_augmenter():
     from ssrl_lab.config import ConfigError
-    from ssrl_lab.train.context import build_augmenter, build_batch_augment
+    from ssrl_lab.data.augment import build_augmenter
+    from ssrl_lab.data.batch_augment import build_batch_augment
     from ssrl_lab.train.dino import DINOConfig
 
     cfg = DINOConfig.profile("smoke", augment={})

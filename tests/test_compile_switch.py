@@ -6,9 +6,9 @@ import torch
 
 from ssrl_lab.models import SpeakerNet
 from ssrl_lab.models.config import EncoderConfig
-from ssrl_lab.train import context
 from ssrl_lab.train.dino import DINOConfig
 from ssrl_lab.train.ssrl import SSRLConfig
+from ssrl_lab.train.wrap import compile_encoders
 
 
 @pytest.fixture
@@ -29,9 +29,9 @@ def test_compile_encoders_compiles_each_encoder_once_and_nothing_else(compiled):
     a = SpeakerNet(EncoderConfig.preset("micro"))
     wrapper = torch.nn.Sequential(a)
     keys = list(a.state_dict())
-    context.compile_encoders(DINOConfig.profile("smoke"), a)
+    compile_encoders(DINOConfig.profile("smoke"), a)
     assert compiled == []
-    context.compile_encoders(DINOConfig.profile("smoke", compile=True), wrapper, a)
+    compile_encoders(DINOConfig.profile("smoke", compile=True), wrapper, a)
     assert compiled == [a.encoder]
     assert list(a.state_dict()) == keys
 
@@ -39,7 +39,7 @@ def test_compile_encoders_compiles_each_encoder_once_and_nothing_else(compiled):
 def test_real_compile_in_place_keeps_parameters_and_checkpoint_keys():
     a = SpeakerNet(EncoderConfig.preset("micro"))
     keys = list(a.state_dict())
-    context.compile_encoders(DINOConfig.profile("smoke", compile=True), a)
+    compile_encoders(DINOConfig.profile("smoke", compile=True), a)
     assert a.encoder._compiled_call_impl is not None  # compiled lazily at the first call
     assert list(a.state_dict()) == keys and isinstance(a.encoder, torch.nn.Module)
 

@@ -5,7 +5,7 @@ import torch
 from ssrl_lab.data.audio import AudioError, write_audio
 from ssrl_lab.data.datasets import LabelledCropDataset, MultiCropDataset, PairCropDataset, WaveCache
 from ssrl_lab.data.table import UtteranceTable
-from ssrl_lab.train.context import ShardedSampler, collate, make_loader
+from ssrl_lab.train.loader import ShardedSampler, collate, make_loader
 
 
 @pytest.fixture

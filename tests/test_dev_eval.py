@@ -12,7 +12,7 @@ import torch
 from ssrl_lab.data.corpus import open_corpus, write_corpus_json
 from ssrl_lab.eval.evaluate import DEV_KEYS, dev_cache_path, evaluate, score_embeddings
 from ssrl_lab.train import dino, random_init
-from ssrl_lab.train.context import RESULT_KEYS
+from ssrl_lab.train.results import RESULT_KEYS
 from ssrl_lab.utils.io import read_jsonl
 
 

@@ -207,7 +207,7 @@ def test_cudnn_benchmark_off_for_whole_utterances_and_restored(table, monkeypatc
 
 
 def test_resolve_device_sets_cudnn_benchmark_only_for_cuda(monkeypatch):
-    from ssrl_lab.train.context import resolve_device
+    from ssrl_lab.train.devices import resolve_device
 
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
     assert resolve_device("cpu", cudnn_benchmark=True).type == "cpu"

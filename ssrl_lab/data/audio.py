@@ -4,7 +4,7 @@
   whole file) and m4a/aac, or anything soundfile cannot open, with PyAV; stereo is averaged to
   mono and other sample rates are resampled to :data:`SAMPLE_RATE` (polyphase filter).
 * Every failure is an :class:`AudioError` naming the file and one reason among
-  :data:`REASONS`; with ``skip=True`` the loader returns ``None`` instead and counts the file in
+  :data:`~ssrl_lab.data.errors.REASONS`; with ``skip=True`` the loader returns ``None`` instead and counts the file in
   a :class:`SkipLog`.
 * :func:`random_crop` / :func:`fixed_crop` cut a fixed number of samples, padding short clips
   by repetition (``"wrap"``, the default) or with zeros.
@@ -26,31 +26,15 @@ import numpy as np
 import soundfile as sf
 
 from ..utils.io import atomic_write_bytes
+from .errors import REASONS, AudioError
 
 SAMPLE_RATE = 16000
 SILENCE_THRESHOLD = 1e-5
 SOUNDFILE_EXTENSIONS = (".wav", ".flac")
-REASONS = ("missing", "corrupt", "empty", "silent", "nonfinite")
 
 PadMode = Literal["wrap", "zeros"]
 
 log = logging.getLogger("ssrl_lab.data.audio")
-
-
-class AudioError(Exception):
-    """An audio file that cannot be used, with the ``path`` and a ``reason`` from :data:`REASONS`."""
-
-    def __init__(self, path, reason: str, detail: str = "") -> None:
-        self.path = str(path)
-        self.reason = reason
-        self.detail = detail
-        msg = f"{self.path}: {reason}"
-        if detail:
-            msg += f" ({detail})"
-        super().__init__(msg)
-
-    def __reduce__(self):  # picklable across DataLoader workers
-        return (AudioError, (self.path, self.reason, self.detail))
 
 
 # -- skip bookkeeping ----------------------------------------------------------------------

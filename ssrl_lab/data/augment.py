@@ -544,4 +544,12 @@ class Augmenter:
 
 
 __all__ = ["KINDS", "ADDITIVE", "SOURCES", "STUDENT_AUG", "AugmentConfig", "Augmenter", "mix_at_snr", "reverberate", "coloured_noise", "synthetic_music",
-           "synthetic_babble", "synthetic_rir", "power", "SourceBank"]
+           "synthetic_babble", "synthetic_rir", "power", "SourceBank", "build_augmenter"]
+
+
+def build_augmenter(cfg, table):
+    """The loader-side waveform Augmenter of a training config's ``augment`` (None when
+    augmentation is off or done in the batch, ``augment_on="batch"``); ``table`` gives the babble."""
+    if cfg.augment is None or cfg.augment_on == "batch":
+        return None
+    return Augmenter(AugmentConfig.from_dict(cfg.augment, _prefix="augment."), babble_table=table, seed=cfg.seed)

@@ -412,5 +412,16 @@ def augment_batch_fn(aug: BatchAugmenter | None) -> Callable[[dict, int], dict]:
     return hook
 
 
-__all__ = ["BatchAugmenter", "DeviceSource", "DeviceRIRs", "augment_batch_fn", "mix_rows_at_snr",
+__all__ = ["BatchAugmenter", "DeviceSource", "DeviceRIRs", "augment_batch_fn", "build_batch_augment", "mix_rows_at_snr",
            "reverberate_rows", "uniforms", "AUGMENTED_KEYS"]
+
+
+def build_batch_augment(cfg, table, device):
+    """The trainers' batch hook ``batch = hook(batch, epoch)``: with ``augment_on="batch"`` it
+    augments the batch's crops on ``device`` (:class:`~ssrl_lab.data.batch_augment.BatchAugmenter`,
+    sources loaded once per process); otherwise the identity."""
+    if cfg.augment is None or cfg.augment_on != "batch":
+        return augment_batch_fn(None)
+    aug = BatchAugmenter(AugmentConfig.from_dict(cfg.augment, _prefix="augment."), babble_table=table,
+                         seed=cfg.seed, device=device)
+    return augment_batch_fn(aug.prepare())

@@ -43,7 +43,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from ..utils.io import atomic_write_json, atomic_write_text
-from .audio import REASONS, SAMPLE_RATE, AudioError, load_audio_info
+from .audio import SAMPLE_RATE, load_audio_info
+from .errors import REASONS, AudioError
 
 log = logging.getLogger("ssrl_lab.data.check")
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import AudioError
 from .table import UNKNOWN, UtteranceTable
 
 SAMPLE_RATE = 16000
@@ -54,8 +55,6 @@ def _memmap(shard: str) -> np.memmap:
 def read_segment(path, start_s: float | None = None, dur_s: float | None = None) -> tuple[np.ndarray, int]:
     """Samples of a packed path as float32 ``(n, 1)`` and the sample rate, selected like
     soundfile's partial reads (``start = round(start_s * sr)``, ``frames = round(dur_s * sr)``)."""
-    from .audio import AudioError
-
     parsed = parse_packed_path(path)
     if parsed is None:
         raise ValueError(f"{path} is not a packed path (<shard>.pcm16@<offset>:<length>)")

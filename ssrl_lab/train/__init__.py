@@ -10,7 +10,11 @@
 * :mod:`.supervised` - classifier training on the true speaker labels (upper bound);
 * :mod:`.random_init` - a randomly initialised encoder evaluated as a system (lower bound).
 
-Shared pieces: :mod:`.run` (RunDir), :mod:`.schedules`, :mod:`.ema`, :mod:`.distributed`,
-:mod:`.context` (device / AMP / seeds / loaders / the shared configs) and :mod:`.classifier`
-(AAM-softmax steps).
+Shared pieces, one concept each: :mod:`.train_config` (the shared configs), :mod:`.devices`
+(device, AMP, seeds, RNG state), :mod:`.loader` (sharded batches, epoch sizes), :mod:`.wrap`
+(compile, SyncBatchNorm, DDP), :mod:`.optim` (parameter groups, optimisers, clipping),
+:mod:`.schedules`, :mod:`.ema`, :mod:`.results` (evaluation, results.json fields), :mod:`.run`
+(RunDir), :mod:`.distributed` and :mod:`.classifier` (AAM-softmax steps). The waveform and
+SpecAugment builders live beside what they build (:func:`ssrl_lab.data.augment.build_augmenter`,
+:func:`ssrl_lab.data.batch_augment.build_batch_augment`, :func:`ssrl_lab.features.build_spec_augment`).
 """

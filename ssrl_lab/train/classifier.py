@@ -21,28 +21,22 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import check
+from ..data.augment import build_augmenter
+from ..data.batch_augment import build_batch_augment
+from ..features import build_spec_augment
 from ..labels.noise import weighted_loss
 from . import distributed as dist
-from .context import (
-    OptimConfig,
-    TrainConfig,
-    autocast,
-    build_augmenter,
-    build_batch_augment,
-    build_optimizer,
-    build_spec_augment,
-    clip_gradients,
-    eval_summary,
-    evaluate_model,
-    param_groups,
-    set_lr_wd,
-)
+from .devices import autocast
 from .ema import ema_update, make_teacher, unwrap
 from .guards import check_loss, check_world
-from .harness import batch_per_rank, epoch_steps, prepare_models
+from .loader import batch_per_rank, epoch_steps
 from .loop import Loop, Method
+from .optim import build_optimizer, clip_gradients, param_groups, set_lr_wd
+from .results import eval_summary, evaluate_model
 from .run import RunDir
 from .schedules import cosine_schedule, momentum_schedule
+from .train_config import OptimConfig, TrainConfig
+from .wrap import prepare_models
 
 log = logging.getLogger("ssrl_lab.train.classifier")
 
@@ -50,7 +44,7 @@ log = logging.getLogger("ssrl_lab.train.classifier")
 @dataclasses.dataclass
 class ClassifierConfig(OptimConfig):
     """Classifier training: ``crop_s`` random crops, AAM-softmax (``aam_scale``, ``aam_margin``),
-    the optimiser of :class:`~ssrl_lab.train.context.OptimConfig`; ``ema_teacher`` keeps an EMA copy
+    the optimiser of :class:`~ssrl_lab.train.train_config.OptimConfig`; ``ema_teacher`` keeps an EMA copy
     (momentum ``teacher_momentum`` -> ``teacher_momentum_end``, cosine) that is then the evaluated model."""
 
     crop_s: float = 2.0

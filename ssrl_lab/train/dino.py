@@ -17,19 +17,24 @@ import logging
 
 import torch
 
-from . import context
+from ..data.augment import build_augmenter
+from ..data.batch_augment import build_batch_augment
 from . import distributed as dist
-from .context import autocast, clip_gradients, seed_everything, set_lr_wd
+from .devices import autocast, seed_everything
 from .dino_config import PROFILES, DINOConfig  # noqa: F401 - re-exported
 from .dino_loss import DINOLoss, teacher_stats
 from .dino_model import DINOModel, build_student, load_teacher_backbone  # noqa: F401 - re-exported
 from .ema import ema_update, make_teacher
 from .guards import CollapseGuard, check_loss, check_world
-from .harness import batch_per_rank, epoch_steps, finish, open_run, prepare_models, resume_checkpoint
-from .loop import Loop, Method
+from .harness import trainer
+from .loader import batch_per_rank, epoch_steps
+from .loop import Method
+from .optim import build_optimizer, clip_gradients, param_groups, set_lr_wd
+from .results import eval_summary, evaluate_model, result_fields, score_arrays
 from .run import RunDir
 from .schedules import cosine_schedule, momentum_schedule, warmup_constant_schedule
 from .snapshots import save_teacher_snapshot
+from .wrap import prepare_models
 
 log = logging.getLogger("ssrl_lab.train.dino")
 
@@ -41,7 +46,8 @@ class DINOMethod(Method):
     stage, what, n_sums = "dino", "DINO", 4  # loss, entropy, entropy of the mean, distinct argmaxes
     log_keys = ("teacher_entropy", "teacher_entropy_of_mean", "teacher_distinct_argmax")
 
-    def __init__(self, cfg: DINOConfig, corpus, run: RunDir, device: torch.device, progress: bool = False) -> None:
+    def __init__(self, cfg: DINOConfig, corpus, run: RunDir, device: torch.device, progress: bool = False,
+                 checkpoint: dict | None = None) -> None:
         from ..data.datasets import MultiCropDataset
 
         self.cfg, self.corpus, self.run, self.device, self.progress = cfg, corpus, run, device, progress
@@ -54,12 +60,12 @@ class DINOMethod(Method):
                                                                       sync_teacher=True)
         self.teacher.train()
         self.criterion = DINOLoss(cfg.n_prototypes, cfg.student_temp, cfg.center_momentum).to(device)
-        groups = context.param_groups(self.student, cfg.weight_decay)
-        self.optimizer = context.build_optimizer(cfg.optimizer, groups, cfg.lr, cfg.sgd_momentum)
+        groups = param_groups(self.student, cfg.weight_decay)
+        self.optimizer = build_optimizer(cfg.optimizer, groups, cfg.lr, cfg.sgd_momentum)
         self.dataset = MultiCropDataset(self.table, cfg.n_global, cfg.global_s, cfg.n_local, cfg.local_s,
-                                        context.build_augmenter(cfg, self.table), seed=cfg.seed, skip_bad=cfg.skip_bad,
+                                        build_augmenter(cfg, self.table), seed=cfg.seed, skip_bad=cfg.skip_bad,
                                         preload=cfg.preload)
-        self.batch_aug = context.build_batch_augment(cfg, self.table, device)
+        self.batch_aug = build_batch_augment(cfg, self.table, device)
         self.epochs, self.loader_seed = cfg.epochs, cfg.seed
         self.steps_per_epoch = steps = epoch_steps(cfg, len(self.dataset), self.per_rank)
         base_lr = cfg.lr * cfg.batch_size / cfg.lr_ref_batch if cfg.lr_ref_batch > 0 else cfg.lr
@@ -121,12 +127,12 @@ class DINOMethod(Method):
 
     def evaluate(self, epoch: int, is_last: bool) -> dict:
         cfg, device = self.cfg, self.device
-        ev = context.evaluate_model(self.teacher.backbone, self.corpus, cfg, device, progress=self.progress,
+        ev = evaluate_model(self.teacher.backbone, self.corpus, cfg, device, progress=self.progress,
                             return_scores=is_last)
-        ev_s = context.evaluate_model(self.student.backbone, self.corpus, cfg, device, all_pairs=False)
+        ev_s = evaluate_model(self.student.backbone, self.corpus, cfg, device, all_pairs=False)
         if is_last:
-            self.run.write_scores(ev["scores"], ev["labels"], **context.score_arrays(ev))
-        return {"eval": context.eval_summary(ev),
+            self.run.write_scores(ev["scores"], ev["labels"], **score_arrays(ev))
+        return {"eval": eval_summary(ev),
                 "eval_student": {"eer": ev_s["eer"], "mindcf_0.01": ev_s["mindcf_0.01"]},
                 "snapshot": save_teacher_snapshot(self.teacher.backbone, self.table, self.run.path, epoch + 1,
                                                   cfg.snapshots, device, cfg.skip_bad)}
@@ -144,34 +150,24 @@ class DINOMethod(Method):
         if self.guard is not None and checkpoint.get("collapse"):
             self.guard.load_state_dict(checkpoint["collapse"])
 
+    def results(self, last_eval: dict, seconds: float) -> dict:
+        """The last epoch's evaluation (in its checkpoint when resumed after it) as results.json."""
+        return {"system": "dino", **result_fields(last_eval["eval"]), "evaluated": "teacher",
+                "eval_student": last_eval.get("eval_student"), "seconds": seconds, "epochs": self.cfg.epochs}
 
-def train(cfg: DINOConfig, *, resume: bool = False, progress: bool = True,
-          stop_after_epoch: int | None = None) -> dict | None:
-    """Train DINO as configured; returns the final results dict (also in results.json).
 
-    ``resume``: continue from ``checkpoint.pt`` in ``cfg.run_dir`` (or return the stored
-    results of a finished run). ``stop_after_epoch``: stop right after that epoch's checkpoint
-    and return None, as if the process had been killed (tests, time-boxed sessions).
+train = trainer(DINOMethod, doc="""Train DINO as configured; returns the final results dict (also in results.json).
 
-    SIGTERM / SIGINT stop the run at the next step boundary after checkpointing that step
-    (resumed exactly, mid-epoch) and raise :class:`~ssrl_lab.train.signals.TrainingInterrupted`.
-    A NaN / inf loss or a collapsed teacher raises :class:`~ssrl_lab.train.guards.TrainingDiverged`;
-    the last checkpoint is kept.
-    """
-    from .skips import open_training_corpus
+``train(cfg, *, resume=False, progress=True, stop_after_epoch=None)``: ``resume`` continues from
+``checkpoint.pt`` in ``cfg.run_dir`` (or returns the stored results of a finished run);
+``stop_after_epoch`` stops right after that epoch's checkpoint and returns None, as if the process
+had been killed (tests, time-boxed sessions). The run is :func:`ssrl_lab.train.harness.run`.
 
-    device, run, done = open_run(cfg, resume)
-    if done is not None:
-        return done
-    corpus = open_training_corpus(cfg, run)  # drops check-listed bad files; counts skips
-    method = DINOMethod(cfg, corpus, run, device, progress)
-    seed_everything(cfg.seed + 1000 * dist.rank())
-    loop = Loop(method, run, progress=progress, stop_after_epoch=stop_after_epoch)
-    if not loop.run(resume_checkpoint(run, resume)):
-        return None
-    last = loop.last_eval  # the last epoch's evaluation (in its checkpoint when resumed after it)
-    return finish(run, {"system": "dino", **context.result_fields(last["eval"]), "evaluated": "teacher",
-                        "eval_student": last.get("eval_student"), "seconds": loop.seconds, "epochs": cfg.epochs})
+SIGTERM / SIGINT stop the run at the next step boundary after checkpointing that step
+(resumed exactly, mid-epoch) and raise :class:`~ssrl_lab.train.signals.TrainingInterrupted`.
+A NaN / inf loss or a collapsed teacher raises :class:`~ssrl_lab.train.guards.TrainingDiverged`;
+the last checkpoint is kept.
+""")
 
 
 def main(argv=None) -> int:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import dataclasses
 
 from ..config import check
-from .context import OptimConfig
 from .snapshots import SnapshotConfig
+from .train_config import OptimConfig
 
 
 @dataclasses.dataclass

@@ -7,7 +7,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .context import build_spec_augment
+from ..features import build_spec_augment
 from .dino_config import DINOConfig
 from .run import read_checkpoint
 

@@ -1,28 +1,86 @@
-"""What every trainer's ``train(cfg)`` does around the :class:`~ssrl_lab.train.loop.Loop`:
-check the config and open the run (:func:`open_run`, which also returns a finished run's results),
-pick the checkpoint to resume (:func:`resume_checkpoint`), size the batches and epochs
-(:func:`batch_per_rank`, :func:`epoch_steps`), prepare the models (:func:`prepare_models`:
-``torch.compile``, SyncBatchNorm, DDP), evaluate the model a run keeps (:func:`evaluate_final`)
-and write the results once every rank is done (:func:`finish`).
+"""One way into a run: every method's ``train(cfg)`` is :func:`run` (open the run, build the
+method, run it, write the results), so the preamble and the epilogue are written once, here, and
+read in the order they happen.
+
+* A method that is one :class:`~ssrl_lab.train.loop.Method` (DINO, SSRL) gets its ``train`` from
+  :func:`trainer`: :func:`run` builds it (with the checkpoint to resume, or afresh), seeds every
+  rank and drives it through the :class:`~ssrl_lab.train.loop.Loop`.
+* A trainer that is not one loop (the supervised bound, the iterative rounds, the random
+  encoder) hands :func:`run` a *job*, ``job(cfg, corpus, run, device, resume=, progress=, stop=)``
+  returning the results (None when stopped early).
+
+``docs/ARCHITECTURE.md`` lists the modules a run visits from here to its first step.
 """
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from typing import Any, Callable
 
 import torch
-from torch import nn
 
 from ..config import check
 from . import distributed as dist
-from .context import compile_encoders, resolve_device, steps_per_epoch, sync_bn_enabled, wrap_ddp
-from .ema import unwrap
+from .devices import resolve_device, seed_everything
+from .loop import Loop, Method
 from .run import RunDir
 
 log = logging.getLogger("ssrl_lab.train.harness")
 
 #: how to give each field :func:`open_run` can require
 _HOW = {"corpus": "--corpus DIR", "run_dir": "--run-dir DIR", "dino_run": "dino_run=outputs/.../dino"}
+
+
+def trainer(method: type[Method], *, required: tuple[str, ...] = (), doc: str = "") -> Callable[..., dict | None]:
+    """The ``train(cfg, *, resume=False, progress=True, stop_after_epoch=None)`` of ``method``:
+    :func:`run` with it (``required``: config fields that must be set besides corpus and run_dir)."""
+
+    def train(cfg, *, resume: bool = False, progress: bool = True, stop_after_epoch: int | None = None) -> dict | None:
+        return run(cfg, method, resume=resume, progress=progress, stop=stop_after_epoch, required=required)
+
+    train.__doc__ = doc or trainer.__doc__
+    train.__module__, train.__qualname__ = method.__module__, "train"
+    return train
+
+
+def run(cfg, work: type[Method] | Callable[..., dict | None], *, resume: bool = False, progress: bool = True,
+        stop: Any = None, required: tuple[str, ...] = (), training_corpus: bool = True) -> dict | None:
+    """Open the run (:func:`open_run`; a finished run's stored results are returned when
+    resuming), open its corpus (the training corpus with its skip ledger, or with
+    ``training_corpus=False`` the corpus as it is), do ``work`` and write its results
+    (:func:`finish`). ``work`` is a :class:`~ssrl_lab.train.loop.Method` subclass (driven by
+    :func:`run_method`; ``stop`` = ``stop_after_epoch``) or a job (module docstring). Returns the
+    results, or None when ``stop`` stopped the run early."""
+    device, run_dir, done = open_run(cfg, resume, *required)
+    if done is not None:
+        return done
+    if training_corpus:
+        from .skips import open_training_corpus
+
+        corpus = open_training_corpus(cfg, run_dir)  # drops check-listed bad files; counts skips
+    else:
+        from ..data.corpus import open_corpus
+
+        corpus = open_corpus(cfg.corpus)
+    if isinstance(work, type) and issubclass(work, Method):
+        results = run_method(work, cfg, corpus, run_dir, device, resume=resume, progress=progress, stop=stop)
+    else:
+        results = work(cfg, corpus, run_dir, device, resume=resume, progress=progress, stop=stop)
+    return None if results is None else finish(run_dir, results)
+
+
+def run_method(method_cls: type[Method], cfg, corpus, run_dir: RunDir, device: torch.device, *, resume: bool,
+               progress: bool, stop: int | None) -> dict | None:
+    """Build ``method_cls`` (from the checkpoint to resume, or afresh), seed each rank differently
+    (its loader workers and augmentation draws), run the loop; the method's results, or None when
+    ``stop`` (``stop_after_epoch``) stopped it."""
+    checkpoint = resume_checkpoint(run_dir, resume)
+    method = method_cls(cfg, corpus, run_dir, device, progress, checkpoint)
+    seed_everything(cfg.seed + 1000 * dist.rank())
+    loop = Loop(method, run_dir, progress=progress, stop_after_epoch=stop)
+    if not loop.run(checkpoint):
+        return None
+    return method.results(loop.last_eval, loop.seconds)
+
 
 def open_run(cfg, resume: bool, *required: str) -> tuple[torch.device, RunDir, dict | None]:
     """Check that ``corpus``, ``run_dir`` and ``required`` are set, initialise torch.distributed
@@ -32,63 +90,25 @@ def open_run(cfg, resume: bool, *required: str) -> tuple[torch.device, RunDir, d
         check(bool(getattr(cfg, name)), f"{type(cfg).__name__}.{name} is empty: give {_HOW[name]}")
     dist.init_distributed()
     device = resolve_device(cfg.device, cfg.cudnn_benchmark)
-    run = RunDir(cfg.run_dir, cfg.to_dict(), resume=resume)
-    done = run.read_results() if resume else None
+    run_dir = RunDir(cfg.run_dir, cfg.to_dict(), resume=resume)
+    done = run_dir.read_results() if resume else None
     if done is not None:
-        log.info("%s is finished; returning its results", run.path)
-    return device, run, done
+        log.info("%s is finished; returning its results", run_dir.path)
+    return device, run_dir, done
 
 
-def resume_checkpoint(run: RunDir, resume: bool, name: str = "checkpoint") -> dict | None:
+def resume_checkpoint(run_dir: RunDir, resume: bool, name: str = "checkpoint") -> dict | None:
     """The checkpoint to resume from (None: start afresh). Resuming a run killed before its first
     checkpoint drops that attempt's metrics lines."""
-    ckpt = run.load_checkpoint(name) if resume else None
+    ckpt = run_dir.load_checkpoint(name) if resume else None
     if resume and ckpt is None:
-        run.truncate_metrics(0)
+        run_dir.truncate_metrics(0)
     return ckpt
 
 
-def finish(run: RunDir, results: dict) -> dict:
+def finish(run_dir: RunDir, results: dict) -> dict:
     """Rank 0's results, written to results.json once every rank got here."""
     results = dist.broadcast_object(results)
-    run.write_results(results)
+    run_dir.write_results(results)
     dist.barrier()
     return results
-
-
-def evaluate_final(net: nn.Module, corpus, cfg, device: torch.device, run: RunDir, progress: bool = False,
-                   scores: Sequence[str] = ("scores.npz",)) -> dict:
-    """Evaluate the model a run keeps (intervals included) and write its scores to each of ``scores``."""
-    from .context import evaluate_model, score_arrays
-
-    ev = evaluate_model(net, corpus, cfg, device, progress=progress, return_scores=True)
-    for name in scores:
-        run.write_scores(ev["scores"], ev["labels"], name, **score_arrays(ev))
-    return ev
-
-
-def batch_per_rank(cfg) -> int:
-    """``cfg.batch_size`` (global) split over the ranks; refused when it does not divide."""
-    world = dist.world_size()
-    check(cfg.batch_size % world == 0, f"batch_size={cfg.batch_size} must be divisible by the world size {world}")
-    return cfg.batch_size // world
-
-
-def epoch_steps(cfg, n_items: int, per_rank: int) -> int:
-    """Optimiser steps per epoch (``drop_last``), capped by ``cfg.max_steps_per_epoch``."""
-    steps = steps_per_epoch(n_items, per_rank)
-    check(steps >= 1, f"the training table ({n_items} utterances) is smaller than one batch ({cfg.batch_size})")
-    return min(steps, cfg.max_steps_per_epoch) if cfg.max_steps_per_epoch else steps
-
-
-def prepare_models(cfg, device: torch.device, student: nn.Module, teacher: nn.Module | None = None, *,
-                   sync_teacher: bool = False) -> tuple[nn.Module, nn.Module, nn.Module | None]:
-    """``torch.compile`` the encoders (``cfg.compile``), convert to SyncBatchNorm when several CUDA
-    ranks train (the teacher too with ``sync_teacher``: DINO's teacher runs in train mode) and
-    wrap the student in DDP. Returns ``(student as called, student module, teacher)``."""
-    sync_bn = sync_bn_enabled(cfg, device)
-    if sync_bn and sync_teacher and teacher is not None:
-        teacher = nn.SyncBatchNorm.convert_sync_batchnorm(teacher)
-    compile_encoders(cfg, *(m for m in (student, teacher) if m is not None))
-    wrapped = wrap_ddp(student, device, sync_bn)
-    return wrapped, unwrap(wrapped), teacher

@@ -35,9 +35,10 @@ from ..cluster.kmeans import BACKENDS as KMEANS_BACKENDS
 from ..config import check
 from ..data.augment import DEMO_AUG
 from . import distributed as dist
+from . import harness
 from .classifier import ClassifierConfig, ClassifierModel, fit, new_backbone
-from .context import eval_summary, result_fields, seed_everything
-from .harness import evaluate_final, finish, open_run
+from .devices import seed_everything
+from .results import eval_summary, evaluate_final, result_fields
 from .run import RunDir
 
 log = logging.getLogger("ssrl_lab.train.iterative")
@@ -157,17 +158,20 @@ def train(cfg: IterativeConfig, *, resume: bool = False, progress: bool = True,
           stop_after: tuple[int, int] | None = None) -> dict | None:
     """Run ``cfg.rounds`` rounds; returns the last round's results (also results.json).
 
-    ``stop_after=(round, epoch)``: stop after that epoch's checkpoint of that round (tests).
+    ``stop_after=(round, epoch)``: stop after that epoch's checkpoint of that round (tests). The run
+    is :func:`ssrl_lab.train.harness.run` of :func:`run_rounds`.
     """
+    return harness.run(cfg, run_rounds, resume=resume, progress=progress, stop=stop_after, required=("dino_run",))
+
+
+def run_rounds(cfg: IterativeConfig, corpus, run: RunDir, device, *, resume: bool, progress: bool,
+               stop: tuple[int, int] | None) -> dict | None:
+    """The iterative job: the rounds not done yet (module docstring), each resumable; the last
+    round's results with every round's EER, or None when ``stop`` stopped it."""
     from ..cluster import cluster_report
     from ..models import EncoderConfig, SpeakerNet
     from .dino_model import load_teacher_backbone
-    from .skips import open_training_corpus
 
-    device, run, finished = open_run(cfg, resume, "dino_run")
-    if finished is not None:
-        return finished
-    corpus = open_training_corpus(cfg, run)  # drops check-listed bad files; counts skips
     table = corpus.train.without_speakers()
     true = corpus.train.speaker_codes()[0]
 
@@ -195,7 +199,7 @@ def train(cfg: IterativeConfig, *, resume: bool = False, progress: bool = True,
         gate = cfg.loss_gates[r - 1] if cfg.loss_gates else None
         out = fit(cfg, run, model, table, labels, device, stage=f"round{r}", ckpt_name=f"round{r}", gate=gate,
                   record={"round": r}, progress=progress, resume=resume, seed=cfg.seed + r, corpus=corpus,
-                  stop_after_epoch=stop_after[1] if stop_after is not None and stop_after[0] == r else None)
+                  stop_after_epoch=stop[1] if stop is not None and stop[0] == r else None)
         if out is None:
             return None
         current, info = out
@@ -215,7 +219,7 @@ def train(cfg: IterativeConfig, *, resume: bool = False, progress: bool = True,
                              "seconds": seconds, "history": history})
     rounds = [{"round": h["round"], "eer": h["eer"], "eer_all_pairs": h["eer_all_pairs"],
                "nmi": (h["pseudo_labels"] or {}).get("nmi")} for h in history]
-    return finish(run, {**history[-1], "rounds": rounds})
+    return {**history[-1], "rounds": rounds}
 
 
 def main(argv=None) -> int:

@@ -20,8 +20,9 @@ import torch
 from torch import nn
 
 from . import distributed as dist
-from .context import make_loader, progress, rng_state, set_rng_state, skip_batches
+from .devices import rng_state, set_rng_state
 from .guards import check_finite_modules
+from .loader import make_loader, progress, skip_batches
 from .run import RunDir
 from .signals import interruptible
 
@@ -35,7 +36,9 @@ class Method:
     method's state, return the record's fields), :meth:`evaluate`, :meth:`begin_epoch` /
     :meth:`epoch_state` (accumulators besides the sums), :meth:`state_dict` / :meth:`load_state_dict`.
 
-    The constructor sets ``cfg`` (its :class:`~ssrl_lab.train.context.TrainConfig`), ``dataset``,
+    :func:`ssrl_lab.train.harness.run` builds it as ``cls(cfg, corpus, run, device, progress,
+    checkpoint)`` (``checkpoint``: the one to resume, else None: start afresh) and asks for
+    :meth:`results` at the end. The constructor sets ``cfg`` (its :class:`~ssrl_lab.train.train_config.TrainConfig`), ``dataset``,
     ``per_rank`` (batch per rank), ``steps_per_epoch``, ``epochs``, ``loader_seed`` and
     ``modules`` (checked for NaN / inf before every checkpoint). Class attributes: ``stage`` (the
     metrics lines' stage), ``what`` (the name in messages), ``n_sums`` (numbers per step) and
@@ -69,6 +72,10 @@ class Method:
         raise NotImplementedError
 
     def load_state_dict(self, checkpoint: dict) -> None:
+        raise NotImplementedError
+
+    def results(self, last_eval: dict, seconds: float) -> dict:
+        """results.json of a finished run (``last_eval``: the last :meth:`evaluate` fields)."""
         raise NotImplementedError
 
     def check_finite(self, where: str) -> None:

@@ -7,9 +7,10 @@ from __future__ import annotations
 import dataclasses
 import time
 
+from . import harness
 from .classifier import new_backbone
-from .context import TrainConfig, eval_summary, result_fields
-from .harness import evaluate_final, finish, open_run
+from .results import eval_summary, evaluate_final, result_fields
+from .train_config import TrainConfig
 
 
 @dataclasses.dataclass
@@ -27,17 +28,18 @@ RandomInitConfig.PROFILES = PROFILES
 
 
 def train(cfg: RandomInitConfig, *, resume: bool = False, progress: bool = True) -> dict:
-    """Evaluate a randomly initialised SpeakerNet; writes results.json, scores.npz, metrics.jsonl."""
-    from ..data.corpus import open_corpus
+    """Evaluate a randomly initialised SpeakerNet; writes results.json, scores.npz, metrics.jsonl.
+    The run is :func:`ssrl_lab.train.harness.run` of :func:`evaluate_random` on the corpus as it is."""
+    return harness.run(cfg, evaluate_random, resume=resume, progress=progress, training_corpus=False)
 
-    device, run, done = open_run(cfg, resume)
-    if done is not None:
-        return done
+
+def evaluate_random(cfg: RandomInitConfig, corpus, run, device, *, resume: bool, progress: bool, stop=None) -> dict:
+    """The random-init job: the evaluation of a fresh SpeakerNet (seed ``cfg.seed``)."""
     t0 = time.perf_counter()
-    ev = evaluate_final(new_backbone(cfg, cfg.seed).to(device), open_corpus(cfg.corpus), cfg, device, run, progress)
+    ev = evaluate_final(new_backbone(cfg, cfg.seed).to(device), corpus, cfg, device, run, progress)
     run.log_metrics({"stage": "random", "epoch": 0, "eval": eval_summary(ev), "seconds": ev["seconds"]})
-    return finish(run, {"system": "random", **result_fields(ev), "evaluated": "random init",
-                        "seconds": time.perf_counter() - t0, "epochs": 0})
+    return {"system": "random", **result_fields(ev), "evaluated": "random init",
+            "seconds": time.perf_counter() - t0, "epochs": 0}
 
 
 def main(argv=None) -> int:

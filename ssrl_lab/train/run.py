@@ -19,45 +19,21 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
 from .. import progress
-from ..config import ConfigError
+from ..config import ConfigError, config_diff
 from ..utils.io import append_jsonl, atomic_numpy_save, atomic_torch_save, atomic_write_json, read_jsonl
 from . import distributed as dist
 from .skips import DEFAULT_MAX_FRACTION, SkipLedger
 
 log = logging.getLogger("ssrl_lab.train.run")
 
-#: Config keys that may differ between a run directory and a new call without refusing it
-#: (where the files live is not part of what the run computes).
-IGNORED_KEYS = ("run_dir",)
-
 #: Test hook: seconds to sleep between writing a checkpoint's temporary file and renaming it,
 #: so that tests can SIGKILL a run in the middle of a checkpoint write. Never set it otherwise.
 SLOW_CHECKPOINT_ENV = "SSRL_LAB_TEST_SLOW_CHECKPOINT"
-
-
-def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}} -> {"a.b": 1}``; lists are kept whole."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping):
-            out.update(flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
-def config_diff(old: Mapping[str, Any], new: Mapping[str, Any], ignore: Iterable[str] = IGNORED_KEYS) -> list[str]:
-    """Dotted keys whose values differ (or exist on one side only), sorted."""
-    a = flatten(json.loads(json.dumps(old, default=str)))
-    b = flatten(json.loads(json.dumps(new, default=str)))
-    ign = set(ignore)
-    return sorted(k for k in set(a) | set(b) if k not in ign and a.get(k, "<absent>") != b.get(k, "<absent>"))
 
 
 class RunDir:
@@ -222,7 +198,7 @@ class RunDir:
     def write_scores(self, scores, labels, name: str = "scores.npz", **arrays) -> None:
         """``name`` with the trial ``scores`` and ``labels``, and any further named ``arrays``
         (the trainers add ``embeddings``, ``speakers`` and ``trial_rows``: see
-        :func:`ssrl_lab.train.context.score_arrays`)."""
+        :func:`ssrl_lab.train.results.score_arrays`)."""
         if self.writer:
             atomic_numpy_save(self.path / name, scores=np.asarray(scores, np.float32), labels=np.asarray(labels, np.int8),
                               **{k: np.asarray(v) for k, v in arrays.items()})

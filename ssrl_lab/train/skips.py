@@ -7,7 +7,7 @@ One ledger per run (:attr:`RunDir.skips <ssrl_lab.train.run.RunDir>`), fed from 
   has ``skip_bad=True``; without it, a listed file stops the run before it starts;
 * **while training**: a dataset with ``skip_bad`` substitutes another utterance for an
   unreadable one and notes it (:meth:`~ssrl_lab.data.datasets._CropBase.take_skips`); the
-  training loader (:func:`ssrl_lab.train.context.make_loader`) carries those notes in each batch,
+  training loader (:func:`ssrl_lab.train.loader.make_loader`) carries those notes in each batch,
   from its worker processes to the trainer's, and hands them to the ledger of the running
   training (:func:`current`).
 

@@ -86,7 +86,7 @@ def save_teacher_snapshot(model: nn.Module, table, run_dir, epoch: int, cfg: Sna
     if not cfg.enabled:
         return None
     from ..eval.embed import extract_embeddings
-    from .context import rng_state, set_rng_state
+    from .devices import rng_state, set_rng_state
 
     t0 = time.perf_counter()
     rows = snapshot_rows(len(table), cfg.max_utterances, cfg.seed)

@@ -1,6 +1,6 @@
 """Stage 2: SSRL, self-supervised reflective learning (one round, from a DINO teacher).
 
-Start (:mod:`~ssrl_lab.train.ssrl_start`): student and EMA teacher are SpeakerNet + AAM-softmax
+Start (:mod:`~ssrl_lab.train.ssrl_start`, in the method's constructor): student and EMA teacher are SpeakerNet + AAM-softmax
 over ``k`` clusters on the DINO run's teacher backbone; k-means of its embeddings seeds the label
 state (:class:`~ssrl_lab.labels.state.PseudoLabelState`) and the classifier rows. The teacher
 (``ema_start`` -> ``ema_end``) stays in eval mode and is the evaluated model.
@@ -26,24 +26,29 @@ import torch
 import torch.nn.functional as F
 
 from ..config import check
+from ..data.augment import build_augmenter
+from ..data.batch_augment import build_batch_augment
 from ..features import max_normalize
 from ..labels.history import EpochHistory
 from ..labels.noise import weighted_loss
 from ..labels.relabel import self_labels
 from ..labels.state import PseudoLabelState
-from . import context
 from . import distributed as dist
-from .context import StepTimer, autocast, clip_gradients, seed_everything, set_lr_wd
+from .devices import StepTimer, autocast, seed_everything
 from .ema import ema_update
 from .guards import TrainingDiverged, check_loss, check_world
-from .harness import batch_per_rank, epoch_steps, finish, open_run, prepare_models, resume_checkpoint
-from .loop import Loop, Method
+from .harness import trainer
+from .loader import batch_per_rank, epoch_steps
+from .loop import Method
+from .optim import clip_gradients, set_lr_wd
+from .results import eval_summary, evaluate_model, score_arrays
 from .run import RunDir
 from .schedules import momentum_schedule
 from .snapshots import save_teacher_snapshot
 from .ssrl_config import PROFILES, SSRLConfig, lr_schedule  # noqa: F401 - re-exported
 from .ssrl_report import label_fields, ssrl_results
 from .ssrl_start import build_models, build_optimizer, label_state, start_labels
+from .wrap import prepare_models
 
 log = logging.getLogger("ssrl_lab.train.ssrl")
 
@@ -55,7 +60,8 @@ class SSRLMethod(Method):
     stage, what, n_sums = "ssrl", "SSRL", 5  # student loss, teacher loss, kept weight, teacher s, step s
     log_keys = ("n_clusters", "label_change_rate", "frac_clean", "nmi")
 
-    def __init__(self, cfg: SSRLConfig, corpus, run: RunDir, device: torch.device, progress: bool = False) -> None:
+    def __init__(self, cfg: SSRLConfig, corpus, run: RunDir, device: torch.device, progress: bool = False,
+                 checkpoint: dict | None = None) -> None:
         from ..data.datasets import PairCropDataset
 
         self.cfg, self.corpus, self.run, self.device, self.progress = cfg, corpus, run, device, progress
@@ -66,30 +72,28 @@ class SSRLMethod(Method):
         check(cfg.k <= n, f"k={cfg.k} is larger than the number of training utterances ({n})")
         check_world(n, dist.world_size())
         self.per_rank = batch_per_rank(cfg)
-        seed_everything(cfg.seed)
-        student, teacher = build_models(cfg, device)
-        teacher.eval()
-        self.student_ddp, self.student, self.teacher = prepare_models(cfg, device, student, teacher)
-        self.optimizer = build_optimizer(cfg, self.student)
-        augmenter = context.build_augmenter(cfg, self.table)
-        self.dataset = PairCropDataset(self.table, cfg.student_s, cfg.teacher_s, augmenter, seed=cfg.seed,
-                                       skip_bad=cfg.skip_bad, preload=cfg.preload)
-        self.batch_aug = context.build_batch_augment(cfg, self.table, device)
-        self.epochs, self.loader_seed = cfg.epochs, cfg.seed
         self.steps_per_epoch = epoch_steps(cfg, n, self.per_rank)
+        self.epochs, self.loader_seed = cfg.epochs, cfg.seed
         self.lr = lr_schedule(cfg, self.steps_per_epoch)
         self.momentum = momentum_schedule(cfg.ema_start, cfg.ema_end, cfg.epochs, self.steps_per_epoch,
                                           cfg.ema_schedule)
+        seed_everything(cfg.seed)
+        student, teacher = build_models(cfg, device)
+        teacher.eval()
+        self.optimizer = build_optimizer(cfg, student)
+        self.pl: PseudoLabelState | None = None  # set here afresh, or by load_state_dict() when resuming
+        self.kinfo: dict = {}
+        if checkpoint is None:  # k-means labels of the DINO embeddings, centroids as the classifier rows
+            self.pl, self.kinfo = start_labels(cfg, run, student, teacher, self.table, device, progress, self.true)
+        self.student_ddp, self.student, self.teacher = prepare_models(cfg, device, student, teacher)
+        self.dataset = PairCropDataset(self.table, cfg.student_s, cfg.teacher_s, build_augmenter(cfg, self.table),
+                                       seed=cfg.seed, skip_bad=cfg.skip_bad, preload=cfg.preload)
+        self.batch_aug = build_batch_augment(cfg, self.table, device)
         self.history = EpochHistory(n, true=self.true, utt_id=self.table.utt_id, seed=cfg.seed)
         self.timer = StepTimer(device)
         self.modules = [self.student, self.teacher]
-        self.pl: PseudoLabelState | None = None  # set by initialise() or load_state_dict()
-        self.kinfo: dict = {}
-
-    def initialise(self) -> None:
-        """A fresh run: k-means labels of the DINO embeddings, centroids as the classifier rows."""
-        self.pl, self.kinfo = start_labels(self.cfg, self.run, self.student, self.teacher, self.table, self.device,
-                                           self.progress, self.true)
+        log.info("SSRL: K=%d, collect from epoch %d, labels fixed for %d epochs", cfg.k, cfg.collect_start + 1,
+                 cfg.label_fixed_epochs)
 
     def begin_epoch(self, epoch: int, partial: dict | None) -> None:
         self.student.train()
@@ -172,13 +176,13 @@ class SSRLMethod(Method):
 
     def evaluate(self, epoch: int, is_last: bool) -> dict:
         cfg, t0 = self.cfg, time.perf_counter()
-        ev = context.evaluate_model(self.teacher.backbone, self.corpus, cfg, self.device, progress=self.progress,
-                                    return_scores=is_last)
-        fields = {"eval": context.eval_summary(ev)}
+        ev = evaluate_model(self.teacher.backbone, self.corpus, cfg, self.device, progress=self.progress,
+                            return_scores=is_last)
+        fields = {"eval": eval_summary(ev)}
         if is_last:
-            ev_s = context.evaluate_model(self.student.backbone, self.corpus, cfg, self.device)
-            fields["eval_student"] = context.eval_summary(ev_s)
-            self.run.write_scores(ev["scores"], ev["labels"], **context.score_arrays(ev))
+            ev_s = evaluate_model(self.student.backbone, self.corpus, cfg, self.device)
+            fields["eval_student"] = eval_summary(ev_s)
+            self.run.write_scores(ev["scores"], ev["labels"], **score_arrays(ev))
         fields["seconds_eval"] = time.perf_counter() - t0
         fields["snapshot"] = save_teacher_snapshot(self.teacher.backbone, self.table, self.run.path, epoch + 1,
                                                    cfg.snapshots, self.device, cfg.skip_bad)
@@ -210,33 +214,16 @@ class SSRLMethod(Method):
                             self.true, seconds)
 
 
-def train(cfg: SSRLConfig, *, resume: bool = False, progress: bool = True,
-          stop_after_epoch: int | None = None) -> dict | None:
-    """Train SSRL as configured; returns the results dict (also ``results.json``).
+train = trainer(SSRLMethod, required=("dino_run",), doc="""Train SSRL as configured; returns the results dict (also ``results.json``).
 
-    ``resume``: continue from ``checkpoint.pt`` (or return the stored results of a finished
-    run). ``stop_after_epoch``: stop after that epoch's checkpoint and return None (tests).
+``train(cfg, *, resume=False, progress=True, stop_after_epoch=None)``: ``resume`` continues from
+``checkpoint.pt`` (or returns the stored results of a finished run); ``stop_after_epoch`` stops after
+that epoch's checkpoint and returns None (tests). The run is :func:`ssrl_lab.train.harness.run`.
 
-    SIGTERM / SIGINT checkpoint the step in progress (models, optimiser, label state and what the
-    epoch had collected: the resume is exact) and raise :class:`~ssrl_lab.train.signals.TrainingInterrupted`;
-    a NaN / inf loss raises :class:`~ssrl_lab.train.guards.TrainingDiverged` (the last good checkpoint is kept).
-    """
-    from .skips import open_training_corpus
-
-    device, run, done = open_run(cfg, resume, "dino_run")
-    if done is not None:
-        return done
-    method = SSRLMethod(cfg, open_training_corpus(cfg, run), run, device, progress)
-    ckpt = resume_checkpoint(run, resume)
-    if ckpt is None:
-        method.initialise()
-    seed_everything(cfg.seed + 1000 * dist.rank())
-    log.info("SSRL: K=%d, collect from epoch %d, labels fixed for %d epochs", cfg.k, cfg.collect_start + 1,
-             cfg.label_fixed_epochs)
-    loop = Loop(method, run, progress=progress, stop_after_epoch=stop_after_epoch)
-    if not loop.run(ckpt):
-        return None
-    return finish(run, method.results(loop.last_eval, loop.seconds))
+SIGTERM / SIGINT checkpoint the step in progress (models, optimiser, label state and what the
+epoch had collected: the resume is exact) and raise :class:`~ssrl_lab.train.signals.TrainingInterrupted`;
+a NaN / inf loss raises :class:`~ssrl_lab.train.guards.TrainingDiverged` (the last good checkpoint is kept).
+""")
 
 
 def main(argv=None) -> int:

@@ -11,9 +11,9 @@ from ..config import check
 from ..data.augment import DEMO_STUDENT_AUG, STUDENT_AUG
 from ..labels.epoch_end import MASKINGS, NOISE_MODELS
 from ..labels.noise import RECIPES as GMM_RECIPES
-from .context import TrainConfig
 from .schedules import Schedule, cosine_schedule
 from .snapshots import SnapshotConfig
+from .train_config import TrainConfig
 
 
 @dataclasses.dataclass

@@ -10,7 +10,7 @@ import torch
 from ..labels.history import p_clean_reliability
 from ..labels.state import PseudoLabelState
 from . import distributed as dist
-from .context import result_fields
+from .results import result_fields
 from .ssrl_config import SSRLConfig
 
 log = logging.getLogger("ssrl_lab.train.ssrl")

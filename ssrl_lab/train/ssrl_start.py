@@ -9,11 +9,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..features import build_spec_augment
 from ..labels.state import PseudoLabelState
 from . import distributed as dist
 from .classifier import ClassifierModel
-from .context import build_spec_augment, param_groups
 from .ema import make_teacher
+from .optim import param_groups
 from .run import RunDir
 from .ssrl_config import SSRLConfig
 

@@ -11,9 +11,11 @@ import logging
 from ..config import ConfigError
 from ..data.augment import DEMO_AUG
 from . import distributed as dist
+from . import harness
 from .classifier import ClassifierConfig, ClassifierModel, fit, new_backbone
-from .context import eval_summary, result_fields, seed_everything
-from .harness import evaluate_final, finish, open_run
+from .devices import seed_everything
+from .results import eval_summary, evaluate_final, result_fields
+from .run import RunDir
 
 log = logging.getLogger("ssrl_lab.train.supervised")
 
@@ -39,13 +41,15 @@ SupervisedConfig.PROFILES = PROFILES
 
 def train(cfg: SupervisedConfig, *, resume: bool = False, progress: bool = True,
           stop_after_epoch: int | None = None) -> dict | None:
-    """Train on the true labels; returns the results (also results.json)."""
-    from .skips import open_training_corpus
+    """Train on the true labels; returns the results (also results.json). The run is
+    :func:`ssrl_lab.train.harness.run` of :func:`fit_true_labels`."""
+    return harness.run(cfg, fit_true_labels, resume=resume, progress=progress, stop=stop_after_epoch)
 
-    device, run, done = open_run(cfg, resume)
-    if done is not None:
-        return done
-    corpus = open_training_corpus(cfg, run)  # drops check-listed bad files; counts skips
+
+def fit_true_labels(cfg: SupervisedConfig, corpus, run: RunDir, device, *, resume: bool, progress: bool,
+                    stop: int | None) -> dict | None:
+    """The supervised job: the classifier on the true labels, then its evaluation (None when
+    ``stop`` = ``stop_after_epoch`` stopped it)."""
     labels, names = corpus.train.speaker_codes()
     if (labels < 0).any():
         raise ConfigError(f"corpus {cfg.corpus}: {(labels < 0).sum()} training utterances have no speaker label; "
@@ -54,16 +58,15 @@ def train(cfg: SupervisedConfig, *, resume: bool = False, progress: bool = True,
     model = ClassifierModel(new_backbone(cfg, cfg.seed), len(names), cfg.aam_scale, cfg.aam_margin)
     seed_everything(cfg.seed + 1000 * dist.rank())
     out = fit(cfg, run, model, corpus.train, labels, device, stage="supervised", progress=progress,
-              stop_after_epoch=stop_after_epoch, resume=resume, corpus=corpus)
+              stop_after_epoch=stop, resume=resume, corpus=corpus)
     if out is None:
         return None
     backbone, info = out
     ev = evaluate_final(backbone, corpus, cfg, device, run, progress)
     run.log_metrics({"stage": "supervised-eval", "epoch": cfg.epochs, "eval": eval_summary(ev),
                      "seconds": ev["seconds"]})
-    return finish(run, {"system": "supervised", **result_fields(ev), "evaluated": info["evaluated"],
-                        "n_speakers": len(names), "seconds": info["train_seconds"] + ev["seconds"],
-                        "epochs": cfg.epochs})
+    return {"system": "supervised", **result_fields(ev), "evaluated": info["evaluated"],
+            "n_speakers": len(names), "seconds": info["train_seconds"] + ev["seconds"], "epochs": cfg.epochs}
 
 
 def main(argv=None) -> int:
