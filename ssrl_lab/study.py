@@ -328,8 +328,12 @@ def run_study(study: StudyConfig) -> dict:
     from .study_power import study_power
 
     table = study_table(rows)
+    try:
+        rival = "iterative_" + strongest_protocol({"table": table})
+    except ValueError:
+        rival = None
     summary = {"choice": choice, "points": [{**r} for r in rows], "table": table,
-               "power": study_power(rows, table, study.budgets), "claims": study_claims(rows, study),
+               "power": study_power(rows, rival, study.budgets), "claims": study_claims(rows, study),
                "config": study.to_dict()}
     atomic_write_json(study.out_dir / "study.json", summary)
     atomic_write_text(study.out_dir / "study.md", study_markdown(summary))

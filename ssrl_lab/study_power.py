@@ -1,8 +1,8 @@
 """The study's power: the smallest EER difference its deciding comparison could resolve, at the
 test-set sizes a reader compares (40 speakers, the demo's; 200, the study profile's).
 
-The deciding pair is SSRL against the strongest iterative protocol by **dev** EER
-(:func:`ssrl_lab.study.strongest_protocol`) at the study's largest budget, with every seed either
+The deciding pair is SSRL against the strongest iterative protocol by **dev** EER (the study
+passes it: :func:`ssrl_lab.study.strongest_protocol`) at the study's largest budget, with every seed either
 system has there. :func:`ssrl_lab.eval.power.detectable_difference_runs` gives the minimal
 detectable difference (80 % power, 5 % two-sided) on the trial list and on all pairs; a size other
 than the test set's own is read with the m-out-of-n speaker bootstrap (``projected`` when larger
@@ -23,20 +23,19 @@ POWER_SPEAKERS = (40, 200)
 POWER_REPS = 300
 
 
-def study_power(rows: Sequence[dict], table: Sequence[dict], budgets: Sequence[int],
+def study_power(rows: Sequence[dict], rival: str | None, budgets: Sequence[int],
                 speakers: Sequence[int] = POWER_SPEAKERS, n_reps: int = POWER_REPS) -> dict[str, Any]:
     """``{"a", "b", "budget", "n_seeds", "estimates": [{"on", "n_speakers", "mdd", "se", ...}], "reason"}``
-    for the deciding pair; ``estimates`` is empty (with a ``reason``) when the pair has no scores."""
+    for SSRL against ``rival`` (the strongest iterative protocol by dev EER, e.g.
+    ``"iterative_finetune"``; None when the study has none); ``estimates`` is empty (with a
+    ``reason``) when the pair has no scores."""
     from .eval.power import detectable_difference_runs
     from .eval.saved_scores import ScoresError
-    from .study import strongest_protocol
 
     budget = max(budgets)
-    out: dict[str, Any] = {"a": "ssrl", "b": None, "budget": budget, "estimates": [], "reason": None}
-    try:
-        out["b"] = "iterative_" + strongest_protocol({"table": list(table)})
-    except ValueError as e:
-        out["reason"] = str(e)
+    out: dict[str, Any] = {"a": "ssrl", "b": rival, "budget": budget, "estimates": [], "reason": None}
+    if rival is None:
+        out["reason"] = "the study has no iterative protocol with a dev EER to compare SSRL with"
         return out
     files = {s: [r["scores_file"] for r in rows if r["system"] == s and r["budget"] == budget] for s in (out["a"], out["b"])}
     if not files[out["a"]] or not files[out["b"]]:

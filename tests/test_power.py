@@ -137,7 +137,10 @@ def test_study_power_on_the_archived_40_speaker_study():
     summary = json.loads((archive / "study.json").read_text())
     rows = [{**p, "scores_file": str(archive / p["scores_file"][p["scores_file"].index("/runs/") + 1:])}
             for p in summary["points"]]
-    pw = study_power(rows, summary["table"], [12, 30], speakers=(40, 160), n_reps=100)
+    from ssrl_lab.study import strongest_protocol
+
+    rival = "iterative_" + strongest_protocol(summary)
+    pw = study_power(rows, rival, [12, 30], speakers=(40, 160), n_reps=100)
     assert (pw["a"], pw["b"], pw["budget"], pw["n_seeds"]) == ("ssrl", "iterative_finetune", 30, [3, 3])
     est = {(r["on"], r["n_speakers"]): r for r in pw["estimates"]}
     assert set(est) == {("trials", 40), ("trials", 160), ("all_pairs", 40), ("all_pairs", 160)}
@@ -152,3 +155,5 @@ def test_study_power_on_the_archived_40_speaker_study():
     text = power_markdown(pw)
     assert "160 (projected)" in text and "iterative_finetune" in text
     assert power_markdown(None).startswith("Not estimated")
+    none = study_power(rows, None, [12, 30])
+    assert none["estimates"] == [] and "no iterative protocol" in power_markdown(none)
