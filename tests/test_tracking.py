@@ -211,3 +211,43 @@ def test_sweep_runs_are_children_of_one_parent_named_after_the_sweep(smoke_corpu
     assert child.data.tags["mlflow.parentRunId"] == parent_id
     assert parent.info.run_name.endswith("sweeps/01_dino") and parent.info.status == "FINISHED"
     assert {"01_dino.ipynb", "results.json"} <= {a.path for a in client.list_artifacts(child_id)}
+
+
+TRACKED_NB_PARAMS = '''from typing import Optional
+run_dir: Optional[str] = None
+queue_len: int = 1
+'''
+#: a notebook that writes a real run directory (no training: one metrics line and the results)
+TRACKED_NB_BODY = '''from ssrl_lab.train.run import RunDir
+run = RunDir(run_dir, {"run_dir": run_dir, "queue_len": queue_len, "tracking": "mlflow"})
+run.log_metrics({"stage": "train", "epoch": 1, "loss": 1.0 / queue_len})
+run.write_results({"system": "tiny", "eer": 10.0 * queue_len})
+'''
+
+
+@pytest.mark.slow
+def test_a_papermill_sweep_logs_its_points_as_children_with_their_notebooks(tmp_path, mlflow_store):
+    import nbformat
+    from mlflow.tracking import MlflowClient
+
+    from ssrl_lab import sweep
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = nbformat.v4.new_code_cell(TRACKED_NB_PARAMS)
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(TRACKED_NB_BODY)]
+    nbformat.write(nb, tmp_path / "tiny.ipynb")
+    out = tmp_path / "sw"
+    assert sweep.main([str(tmp_path / "tiny.ipynb"), "-p", "queue_len", "1,2", "--out-root", str(out)]) == 0
+    client = MlflowClient(mlflow_store)
+    parent_id = json.loads((out / "tiny" / "mlflow_parent.json").read_text())["run_id"]
+    parent = client.get_run(parent_id)
+    assert parent.info.run_name.endswith("sw/tiny") and parent.info.status == "FINISHED"
+    for q in (1, 2):
+        d = out / "tiny" / f"queue_len={q}"
+        run = client.get_run(json.loads((d / "mlflow.json").read_text())["run_id"])
+        assert run.data.tags["mlflow.parentRunId"] == parent_id
+        assert run.data.params["queue_len"] == str(q) and run.data.metrics["loss"] == 1.0 / q
+        assert run.data.metrics["final/eer"] == 10.0 * q and run.info.status == "FINISHED"
+        assert {"tiny.ipynb", "results.json"} <= {a.path for a in client.list_artifacts(run.info.run_id)}

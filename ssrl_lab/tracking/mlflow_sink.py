@@ -161,8 +161,9 @@ def log_files(c, run_id: str, run_dir: Path, notebook: Path | None = None) -> No
     if (run_dir / "results.json").exists():
         c.log_artifact(run_id, str(run_dir / "results.json"))
     plots = sorted((run_dir / "plots").glob("*.html")) if (run_dir / "plots").is_dir() else []
-    for p in plots + [Path(run_dir / "plots" / "plotly.min.js")] * bool(plots):
-        if p.exists():
-            c.log_artifact(run_id, str(p), artifact_path="plots")
+    if plots and (run_dir / "plots" / "plotly.min.js").exists():  # the pages load it from beside them
+        plots.append(run_dir / "plots" / "plotly.min.js")
+    for p in plots:
+        c.log_artifact(run_id, str(p), artifact_path="plots")
     if notebook is not None and Path(notebook).exists():
         c.log_artifact(run_id, str(notebook))
