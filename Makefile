@@ -17,8 +17,12 @@ PYTEST_ARGS  ?=
 # make lab LAB_ARGS="--no-browser --port 8888" (as root --allow-root is added: root is common in GPU containers)
 LAB_ARGS     ?=
 ALLOW_ROOT   := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root,)
+# make board BOARD_ARGS="--bind_all --port 6006": TensorBoard over every run's event files (<run_dir>/tb/)
+# under BOARD_DIR; it runs as root as it does as any user (TensorBoard has no root check)
+BOARD_DIR    ?= outputs
+BOARD_ARGS   ?=
 
-.PHONY: env test demo study study-archive corpus bench lab clean-env
+.PHONY: env test demo study study-archive corpus bench lab board clean-env
 
 env: $(STAMP)
 
@@ -72,9 +76,14 @@ study-archive: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/trivial_baseline.py
 	$(PY) bench/kmeans.py
+	$(PY) bench/tracking.py
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab $(ALLOW_ROOT) $(LAB_ARGS) notebooks/
+
+board: $(STAMP)
+	@mkdir -p $(BOARD_DIR)
+	$(VENV)/bin/tensorboard --logdir $(BOARD_DIR) $(BOARD_ARGS)
 
 clean-env:
 	rm -rf $(VENV)

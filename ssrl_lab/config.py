@@ -164,8 +164,8 @@ class Config:
 
 # -- comparing configurations (a run directory refuses a different one) -------------------------
 #: Config keys that may differ between a run directory and a new call without refusing it
-#: (where the files live is not part of what the run computes).
-IGNORED_KEYS = ("run_dir",)
+#: (where the files live, and where its metrics are tracked, is not part of what the run computes).
+IGNORED_KEYS = ("run_dir", "tracking")
 
 
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

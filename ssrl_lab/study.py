@@ -237,7 +237,7 @@ def ensure_dino(study: StudyConfig) -> Path:
 
     log.info("study: training the stage-1 DINO model into %s", d)
     train(DINOConfig.profile(study.profile, corpus=study.corpus, run_dir=str(d), device=study.device,
-                             **{k: v for k, v in study.overrides.items() if k in ("max_steps_per_epoch",)}),
+                             **{k: v for k, v in study.overrides.items() if k in ("max_steps_per_epoch", "tracking")}),
           resume=True, progress=False)
     return d
 
@@ -591,7 +591,7 @@ def _run(args) -> int:
         return 2
     assert "run_dir" in params
     point = sweep.GridPoint("study", grid[0].params, resolve_path(args.out))
-    recs = sweep.run_grid(nb, [point], args.kernel, keep_going=False)
+    recs = sweep.run_grid(nb, [point], args.kernel, keep_going=False, tracking_parent=point.run_dir)
     ok = recs and recs[0]["status"] == "ok"
     print(f"study {'done' if ok else 'FAILED'}: {point.run_dir} ({recs[0].get('seconds', 0):.0f} s)"
           + ("" if ok else f": {recs[0].get('error')}"))

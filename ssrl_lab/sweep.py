@@ -7,6 +7,8 @@ with papermill into its own run directory, ``<out-root>/<notebook stem>/<point>/
 ``<point>`` names the swept values (``queue_len=1,noise_model=none``); the notebook's
 ``run_dir`` parameter is set to that folder and the executed notebook is saved in it.
 ``<out-root>/<notebook stem>/sweep.json`` records every point, its status and seconds.
+Runs that track with MLflow (``-p tracking mlflow``) are children of one parent run named after
+``<out-root>/<notebook stem>`` (:mod:`ssrl_lab.tracking.sweeps`), with the executed notebook as an artifact.
 
 Values are parsed (``None``/``true``/``false``/ints/floats, else strings) and checked against
 the notebook's parameters as ``papermill.inspect_notebook`` reports them (name, annotation,
@@ -243,14 +245,26 @@ def build_grid(notebook, specs: Sequence[tuple[str, str]], out_root="outputs/swe
 
 
 def run_grid(notebook, grid: Sequence[GridPoint], kernel_name: str = "python3", keep_going: bool = True,
-             log=print) -> list[dict]:
+             log=print, tracking_parent=None) -> list[dict]:
     """Execute every point with papermill (its progress lines streamed live); returns (and writes
-    to ``sweep.json``) one record per point."""
+    to ``sweep.json``) one record per point. ``tracking_parent``: the folder the MLflow parent run
+    is named after and keeps its id in (default: the grid's folder; the study: its own folder)."""
     from . import notebook_run
+    from .tracking.sweeps import sweep_parent
 
-    nb = Path(notebook)
+    if not grid:
+        return []
+    parent = Path(tracking_parent or grid[0].run_dir.parent)
+    with sweep_parent(parent):  # MLflow: the runs are children of one run named after the sweep
+        return _run_points(Path(notebook), grid, kernel_name, keep_going, log, notebook_run, parent)
+
+
+def _run_points(nb: Path, grid: Sequence[GridPoint], kernel_name: str, keep_going: bool, log, notebook_run,
+                parent: Path) -> list[dict]:
+    from .tracking.sweeps import after_notebook
+
     records = []
-    manifest = grid[0].run_dir.parent / "sweep.json" if grid else None
+    manifest = grid[0].run_dir.parent / "sweep.json"
     for i, g in enumerate(grid, start=1):
         g.run_dir.mkdir(parents=True, exist_ok=True)
         out_nb = g.run_dir / nb.name
@@ -260,6 +274,7 @@ def run_grid(notebook, grid: Sequence[GridPoint], kernel_name: str = "python3", 
         try:
             notebook_run.execute(nb, out_nb, {**g.params, "run_dir": str(g.run_dir)}, kernel_name)
             rec["status"] = "ok"
+            after_notebook(g.run_dir, out_nb, parent)  # MLflow: the executed notebook as an artifact
         except Exception as e:  # papermill raises PapermillExecutionError naming the failing cell
             rec["status"] = "failed"
             rec["error"] = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
@@ -269,8 +284,7 @@ def run_grid(notebook, grid: Sequence[GridPoint], kernel_name: str = "python3", 
                 break
         rec["seconds"] = time.perf_counter() - t0
         records.append(rec)
-        if manifest is not None:
-            atomic_write_json(manifest, {"notebook": str(nb), "points": records})
+        atomic_write_json(manifest, {"notebook": str(nb), "points": records})
     return records
 
 

@@ -125,3 +125,14 @@ def test_train_throughput_bench_runs_the_real_trainers(tmp_path):
     assert [e["epoch"] for e in eps] == [1, 2] and [e["updating_labels"] for e in eps] == [True, True]
     assert all(e["steps"] == 2 and 0 < e["teacher_share"] < 1 for e in eps)
     assert list(tmp_path.iterdir()) == []  # corpus and runs lived in a temporary folder
+
+
+@pytest.mark.slow
+def test_tracking_bench_times_the_three_modes(smoke_corpus, tmp_path):
+    res = _load("tracking").main(["--corpus", str(smoke_corpus), "--epochs", "1", "--repeats", "1",
+                                  "--dir", str(tmp_path)])
+    assert set(res) == {"none", "tensorboard", "mlflow"}
+    assert res["none"]["log_s_per_epoch"] == 0 and res["none"]["open_s"] == 0
+    for mode in ("tensorboard", "mlflow"):
+        assert res[mode]["open_s"] > 0 and res[mode]["finish_s"] > 0 and res[mode]["epoch_s"] > 0
+    assert list(tmp_path.iterdir()) == []  # the runs and the MLflow store lived in a temporary folder

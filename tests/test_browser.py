@@ -282,3 +282,4 @@ def test_03_and_05_in_jupyterlab(lab, lab_root, browser, tmp_path):
     bar.screenshot(path=str(tmp_path / "progress_bar.png"))
     assert not console_errors, console_errors
     print(f"screenshots in {tmp_path}")
+

@@ -83,6 +83,7 @@ def test_torchrun_two_process_dino_smoke(smoke_corpus, tmp_path):
     assert res["system"] == "dino" and 0 <= res["eer"] <= 100
     rows = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 1 and rows[0]["steps"] == 2  # only rank 0 wrote, once
+    assert len(list((run_dir / "tb").glob("events.out.tfevents.*"))) == 1  # only rank 0 tracked (TensorBoard)
     ck = torch.load(run_dir / "checkpoint.pt", weights_only=False)
     assert len(ck["rng"]) == 2  # both ranks' generator states are kept
 

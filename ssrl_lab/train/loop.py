@@ -62,6 +62,8 @@ class Method:
         raise NotImplementedError
 
     def end_epoch(self, epoch: int, sums: torch.Tensor, n: int, seconds_steps: float) -> dict:
+        """The epoch's record fields; a tensor among them is a histogram for the tracking sink
+        (:mod:`ssrl_lab.tracking`; SSRL's ``p_clean``), not a metrics line field."""
         raise NotImplementedError
 
     def evaluate(self, epoch: int, is_last: bool) -> dict:
@@ -151,6 +153,7 @@ class Loop:
                 raise stop.interrupted(self.run_dir.path, epoch + 1, step + 1)
         record = {"stage": m.stage, "epoch": epoch + 1,
                   **m.end_epoch(epoch, sums, n, before[1] + time.perf_counter() - t_steps)}
+        hists = {k: record.pop(k) for k in [k for k, v in record.items() if isinstance(v, torch.Tensor)]}
         is_last, every = epoch + 1 == m.epochs, m.cfg.eval_every
         if is_last or (every and (epoch + 1) % every == 0):
             fields = m.evaluate(epoch, is_last)
@@ -158,7 +161,7 @@ class Loop:
                 record.update(fields)
                 self.last_eval = fields
         record["seconds"] = before[0] + time.perf_counter() - t0
-        self.run_dir.log_metrics(record)
+        self.run_dir.log_metrics(record, hists)
         self._log(record)
         self._save(epoch + 1, None)
         if self.stop_after_epoch is not None and epoch + 1 >= self.stop_after_epoch and not is_last:

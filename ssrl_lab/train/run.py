@@ -23,7 +23,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .. import progress
+from .. import progress, tracking
 from ..config import ConfigError, config_diff
 from ..utils.io import append_jsonl, atomic_numpy_save, atomic_torch_save, atomic_write_json, read_jsonl
 from . import distributed as dist
@@ -53,6 +53,7 @@ class RunDir:
         self.resume = bool(resume)
         self.writer = dist.is_main()
         self.skips = SkipLedger(float(self.config.get("max_skip_fraction", DEFAULT_MAX_FRACTION)))
+        self.tracker = tracking.open_tracker(self.path, self.config, self.writer)  # ssrl_lab.tracking
         old_cfg = self.path / "config.json"
         if old_cfg.exists():
             try:
@@ -107,14 +108,16 @@ class RunDir:
         return self.path / "plots"
 
     # -- metrics -------------------------------------------------------------------------
-    def log_metrics(self, record: Mapping[str, Any]) -> None:
+    def log_metrics(self, record: Mapping[str, Any], histograms: Mapping[str, Any] | None = None) -> None:
         """Append one line to metrics.jsonl (rank 0 writes; every rank calls it: the skip counts
         of all ranks are gathered here), with the training files skipped since the previous line;
-        stops the run when the skips exceed ``max_skip_fraction`` (:mod:`ssrl_lab.train.skips`)."""
+        stops the run when the skips exceed ``max_skip_fraction`` (:mod:`ssrl_lab.train.skips`).
+        The line (and ``histograms``, ``{name: array}``) also goes to the tracking sink."""
         rec = self.skips.annotate(record)
         if self.writer:
             append_jsonl(self.metrics_path, rec)
             progress.report(self.path, self.config, rec)  # a live line per epoch (ssrl_lab.progress)
+            self.tracker.log(rec, histograms)
         if rec.get("skipped"):
             self.skips.write_tsv(self.path)
         self.skips.check_limit()
@@ -126,6 +129,7 @@ class RunDir:
         """Keep the first ``n_lines`` records (lines written after the checkpoint being resumed)."""
         if not self.writer:
             return
+        self.tracker.reset()
         rows = self.read_metrics()
         if len(rows) == n_lines:
             return
@@ -190,6 +194,8 @@ class RunDir:
         results = dict(results)
         if self.writer:
             atomic_write_json(self.path / name, results)
+            if name == "results.json":
+                self.tracker.finish(results)
 
     def read_results(self, name: str = "results.json") -> dict | None:
         p = self.path / name

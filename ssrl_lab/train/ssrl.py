@@ -168,7 +168,7 @@ class SSRLMethod(Method):
             self.history.save(self.run.path / "history.npz")
         return {"loss": float(means[0]), "teacher_loss": float(means[1]) if pl.collecting(epoch) else None,
                 "mean_weight": float(means[2]), "lr": self.lr[last], "momentum": self.momentum[last], "steps": n,
-                **label_fields(pl, out, epoch, self.true, agg),
+                **label_fields(pl, out, epoch, self.true, agg), "p_clean": pl.p_clean,  # a histogram (Loop)
                 "seconds_steps": seconds_steps, "seconds_epoch_end": seconds_update,
                 "epoch_end_share": seconds_update / max(seconds_steps + seconds_update, 1e-9),
                 "seconds_report": time.perf_counter() - t_report,

@@ -29,7 +29,9 @@ class TrainConfig(Config):
     ``augment_on`` (``"loader"``: the DataLoader workers augment each crop, the default;
     ``"batch"``: the workers only decode and crop, and the trainer augments the batch on the
     training device, see :mod:`ssrl_lab.data.batch_augment`); ``compile`` (``torch.compile`` the
-    encoders' forward and backward in place; off by default, see :func:`~ssrl_lab.train.wrap.compile_encoders`).
+    encoders' forward and backward in place; off by default, see :func:`~ssrl_lab.train.wrap.compile_encoders`);
+    ``tracking`` (where every metrics line also goes: "tensorboard", "mlflow" or "none"; see
+    :mod:`ssrl_lab.tracking`; not part of the run's identity).
     """
 
     corpus: str = ""
@@ -54,8 +56,12 @@ class TrainConfig(Config):
     cudnn_benchmark: bool = True
     augment_on: str = "loader"
     compile: bool = False
+    tracking: str = "tensorboard"
 
     def validate(self) -> None:
+        from ..tracking import check_mode
+
+        check_mode(self.tracking)
         check(self.augment_on in ("loader", "batch"), f"augment_on must be loader or batch, got {self.augment_on!r}")
         check(self.amp in ("auto", "bf16", "off"), f"amp must be auto, bf16 or off, got {self.amp!r}")
         check(self.sync_bn in ("auto", "on", "off"), f"sync_bn must be auto, on or off, got {self.sync_bn!r}")
