@@ -251,3 +251,31 @@ def test_a_papermill_sweep_logs_its_points_as_children_with_their_notebooks(tmp_
         assert run.data.params["queue_len"] == str(q) and run.data.metrics["loss"] == 1.0 / q
         assert run.data.metrics["final/eer"] == 10.0 * q and run.info.status == "FINISHED"
         assert {"tiny.ipynb", "results.json"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
+
+
+def test_backfill_sends_an_archived_run_to_tensorboard_beside_it_not_into_it(tmp_path, capsys):
+    """The 40-speaker study's archived SSRL run (trained before tracking existed) replayed into
+    TensorBoard under another folder: the scalars equal its metrics.jsonl, hparams are there, the
+    archive is untouched, and a second backfill skips it."""
+    import shutil
+
+    from ssrl_lab.notebook_params import repo_root
+    from ssrl_lab.tracking import backfill
+
+    src = repo_root() / "outputs" / "study-archive" / "runs" / "ssrl" / "E12" / "seed0"
+    root = tmp_path / "archive" / "runs" / "ssrl"
+    shutil.copytree(src, root / "seed0")
+    before = sorted(p.name for p in (root / "seed0").iterdir())
+    assert backfill.main([str(tmp_path / "archive"), "--out", str(tmp_path / "board")]) == 0
+    assert "1 run(s)" in capsys.readouterr().out
+    dest = tmp_path / "board" / "runs" / "ssrl" / "seed0"
+    acc = _tb(dest)
+    got = {(t, e.step): e.value for t in acc.Tags()["scalars"] for e in acc.Scalars(t) if not t.startswith("final/")}
+    want = _expected(root / "seed0")
+    assert set(got) == set(want) and all(abs(got[k] - want[k]) <= 1e-6 * max(1.0, abs(want[k])) for k in want)
+    assert "eval/eer_all_pairs" in acc.Tags()["scalars"] and "final/eer" in acc.Tags()["scalars"]
+    assert sorted(p.name for p in (root / "seed0").iterdir()) == before  # nothing written into the run
+    assert backfill.backfill(tmp_path / "archive", tmp_path / "board") == {"runs": 0, "lines": 0, "skipped": 1}
+    assert backfill.main([str(tmp_path / "nothing")]) == 2
+    with pytest.raises(ValueError, match="back-end"):
+        backfill.backfill_run(root / "seed0", tmp_path / "x", "none")
