@@ -8,12 +8,10 @@ import json
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from test_browser import _chromium, _free_port
+from test_browser import _chromium, _free_port, _wait_for_server
 
 from ssrl_lab.notebook_params import repo_root
 
@@ -46,17 +44,8 @@ def test_make_board_shows_a_smoke_runs_scalars_in_tensorboard(smoke_corpus, tmp_
     proc = subprocess.Popen(cmd, cwd=str(repo_root()), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/data/runs", timeout=5) as r:
-                    if "dino/tb" in json.loads(r.read()):
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"make board did not serve the run: {(tmp_path / 'board.log').read_text()[-3000:]}")
-            time.sleep(0.5)
+        _wait_for_server(f"{base}/data/runs", lambda r: "dino/tb" in json.loads(r.read()), proc,
+                         tmp_path / "board.log", "make board did not serve the run")
         errors: list[str] = []
         with sync_playwright() as p:
             b = p.chromium.launch(executable_path=exe, headless=True,

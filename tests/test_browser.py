@@ -47,6 +47,22 @@ def _chromium() -> str:
     return exe
 
 
+def _wait_for_server(url: str, ready, proc, log_path: Path, what: str, timeout_s: float = 120) -> None:
+    """Poll ``url`` until ``ready(response)`` is true; raise with the server's log tail when
+    ``proc`` exits or ``timeout_s`` passes first."""
+    deadline = time.time() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                if ready(r):
+                    return
+        except OSError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            raise RuntimeError(f"{what}: {Path(log_path).read_text()[-3000:]}")
+        time.sleep(0.5)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -106,17 +122,8 @@ def lab(lab_root, tmp_path_factory):
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(lab_root))
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"jupyter lab did not start: {(tmp / 'jupyter.log').read_text()[-3000:]}")
-            time.sleep(0.5)
+        _wait_for_server(f"{base}/api/status?token={token}", lambda r: r.status == 200, proc,
+                         tmp / "jupyter.log", "jupyter lab did not start")
         yield base, token
     finally:
         proc.terminate()
