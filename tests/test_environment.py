@@ -7,7 +7,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 # pip name -> the conda package that provides it on the GPU servers
-CONDA_NAME = {"torch": "pytorch", "soundfile": "pysoundfile", "faiss-cpu": "faiss-gpu"}
+CONDA_NAME = {"torch": "pytorch", "soundfile": "pysoundfile", "faiss-cpu": "faiss-gpu", "kaleido": "python-kaleido"}
 
 
 def _name(requirement: str) -> str:
