@@ -29,8 +29,8 @@ def study_power(rows: Sequence[dict], rival: str | None, budgets: Sequence[int],
     for SSRL against ``rival`` (the strongest iterative protocol by dev EER, e.g.
     ``"iterative_finetune"``; None when the study has none); ``estimates`` is empty (with a
     ``reason``) when the pair has no scores."""
-    from .eval.power import detectable_difference_runs
-    from .eval.saved_scores import ScoresError
+    from .eval.power import detectable_difference
+    from .eval.saved_scores import ScoresError, _score_sets
 
     budget = max(budgets)
     out: dict[str, Any] = {"a": "ssrl", "b": rival, "budget": budget, "estimates": [], "reason": None}
@@ -42,11 +42,18 @@ def study_power(rows: Sequence[dict], rival: str | None, budgets: Sequence[int],
         out["reason"] = f"no runs of {out['a']} or {out['b']} at E = {budget}"
         return out
     out["n_seeds"] = [len(files[out["a"]]), len(files[out["b"]])]
+    na = len(files[out["a"]])
     for on in ("trials", "all_pairs"):
+        try:  # scored once per column (8 M pairs on the study set), then every test-set size
+            sets, trials = _score_sets(files[out["a"]] + files[out["b"]], on)
+        except (ScoresError, ValueError) as e:
+            log.warning("power (%s): %s", on, e)
+            out["reason"] = str(e)
+            continue
         for n in speakers:
             try:
-                r = detectable_difference_runs(files[out["a"]], files[out["b"]], on=on, n_speakers=int(n), n_reps=n_reps)
-            except (ScoresError, ValueError) as e:
+                r = {**detectable_difference(sets[:na], sets[na:], trials, n_speakers=int(n), n_reps=n_reps), "on": on}
+            except ValueError as e:
                 log.warning("power at %d speakers (%s): %s", n, on, e)
                 out["reason"] = str(e)
                 continue
