@@ -22,7 +22,7 @@ ALLOW_ROOT   := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root,)
 BOARD_DIR    ?= outputs
 BOARD_ARGS   ?=
 
-.PHONY: env test demo study study-archive corpus bench lab board clean-env
+.PHONY: env test demo study study-archive study-compare corpus bench lab board clean-env
 
 env: $(STAMP)
 
@@ -72,6 +72,11 @@ study: $(STAMP)
 
 study-archive: $(STAMP)
 	$(PY) -m ssrl_lab.study --out $(STUDY_OUT) --archive-to $(STUDY_ARCHIVE) --archive-only
+
+# the 40- and 200-speaker studies side by side (means, measured MDD, claims, interval half-widths)
+study-compare: $(STAMP)
+	$(PY) -m ssrl_lab.study_compare "40 speakers=outputs/study-archive/study.json" \
+		"200 speakers=outputs/study200-archive/study.json" --out outputs/study-compare.md
 
 bench: $(STAMP)
 	$(PY) bench/trivial_baseline.py
