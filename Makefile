@@ -22,7 +22,7 @@ ALLOW_ROOT   := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root,)
 BOARD_DIR    ?= outputs
 BOARD_ARGS   ?=
 
-.PHONY: env test demo study study-archive study-compare corpus bench lab board clean-env
+.PHONY: env test demo study study-archive study-report study-compare corpus bench lab board clean-env
 
 env: $(STAMP)
 
@@ -72,6 +72,10 @@ study: $(STAMP)
 
 study-archive: $(STAMP)
 	$(PY) -m ssrl_lab.study --out $(STUDY_OUT) --archive-to $(STUDY_ARCHIVE) --archive-only
+
+# the study so far (train nothing): <STUDY_OUT>/study-partial.md from the finished points, marked interim
+study-report: $(STAMP)
+	$(PY) -m ssrl_lab.study --report-partial --out $(STUDY_OUT) --restore-from $(STUDY_ARCHIVE) $(STUDY_FLAGS)
 
 # the 40- and 200-speaker studies side by side (means, measured MDD, claims, interval half-widths)
 study-compare: $(STAMP)

@@ -324,6 +324,15 @@ def run_study(study: StudyConfig) -> dict:
                                            p["run_dir"], n_spk, spe))
             done.add(key)
             _archive_as_we_go(study)
+    summary = summarize(study, choice, points)
+    atomic_write_json(study.out_dir / "study.json", summary)
+    atomic_write_text(study.out_dir / "study.md", study_markdown(summary))
+    return summary
+
+
+def summarize(study: StudyConfig, choice: dict[str, dict], points: list[dict]) -> dict:
+    """``{"choice", "points", "table", "power", "claims", "config"}`` from finished ``points``
+    (every one must hold its results): the table, the deciding pair's power and the claims."""
     rows = [point_row(p) for p in points]
     from .study_power import study_power
 
@@ -335,8 +344,6 @@ def run_study(study: StudyConfig) -> dict:
     summary = {"choice": choice, "points": [{**r} for r in rows], "table": table,
                "power": study_power(rows, rival, study.budgets), "claims": study_claims(rows, study),
                "config": study.to_dict()}
-    atomic_write_json(study.out_dir / "study.json", summary)
-    atomic_write_text(study.out_dir / "study.md", study_markdown(summary))
     return summary
 
 
@@ -512,7 +519,8 @@ def study_claims(rows: list[dict], study: StudyConfig, n_reps: int | None = None
         for on, sfx in (("trials", ""), ("all_pairs", "_all_pairs")):
             rec[f"outcome{sfx}"] = rec[f"diff{sfx}"] = rec[f"diff_ci{sfx}"] = None
             if a not in files or b not in files:
-                rec[f"reason{sfx}"] = "system not in the study"
+                lack = a if a not in files else b
+                rec[f"reason{sfx}"] = f"no finished run of {lack[0]} at E = {lack[1]}"
                 continue
             try:
                 c = compare_runs(files[a], files[b], on=on, n_reps=n_reps or CI_REPS)
@@ -554,9 +562,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--archive-to", default=None, metavar="DIR",
                     help="afterwards (also after a failure or SIGTERM) copy what lets another machine resume")
     ap.add_argument("--archive-only", action="store_true", help="only archive --out into --archive-to; train nothing")
+    ap.add_argument("--report-partial", action="store_true",
+                    help="train nothing: summarise the finished points into <out>/study-partial.md (give the -p "
+                         "parameters the study runs with)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     where = StudyConfig(out=str(resolve_path(args.out)))
+    if args.report_partial:
+        return _report_partial(args)
     if args.archive_only:
         if not args.archive_to:
             ap.error("--archive-only needs --archive-to")
@@ -573,6 +586,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args)
     finally:
         print(f"study: {archive(where, resolve_path(args.archive_to))} file(s) archived into {args.archive_to}")
+
+
+def _report_partial(args) -> int:
+    from .config import ConfigError
+    from .notebook_params import resolve_path
+    from .study_partial import report_partial, study_config_from_params
+    from .sweep import SweepError, parse_value
+
+    try:
+        if args.restore_from:
+            print(f"study: {restore(StudyConfig(out=str(resolve_path(args.out))), resolve_path(args.restore_from))} "
+                  f"file(s) restored from {args.restore_from}")
+        study = study_config_from_params(str(resolve_path(args.out)),
+                                         {name: parse_value(value) for name, value in args.param})
+        summary = report_partial(study)
+    except (ConfigError, SweepError, FileNotFoundError) as e:
+        print(f"study report refused: {e}", file=sys.stderr)
+        return 2
+    part = summary["partial"]
+    print(f"study (interim): {part['finished']} of {part['planned']} points finished; "
+          f"{study.out_dir / 'study-partial.md'}")
+    return 0
 
 
 def _run(args) -> int:

@@ -70,13 +70,15 @@ def power_markdown(power: dict | None) -> str:
     f = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
     lines = [f"The smallest true EER difference between **{power['a']}** and **{power['b']}** (the strongest "
              f"iterative protocol by dev EER) at E = {power['budget']} that the comparison detects with 80 % power "
-             f"(5 % two-sided), with {min(power['n_seeds'])} seeds per system; from the speaker bootstrap of these "
+             f"(5 % two-sided), with {min(power['n_seeds'])} seed{'s' if min(power['n_seeds']) != 1 else ''} per system; from the speaker bootstrap of these "
              "runs' scores (m-out-of-n for another test-set size; *projected* where larger than the test set). "
              "A claim's difference below this is likely to read 'not separable' even when real.", "",
              "| scores | test speakers | minimal detectable difference (points) | SE of the difference | "
              "of which speakers | of which seeds | observed difference |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in power["estimates"]:
         size = f"{r['n_speakers']}" + (" (projected)" if r["extrapolated"] else "")
-        lines.append(f"| {'trial list' if r['on'] == 'trials' else 'all pairs'} | {size} | **{f(r['mdd'])}** | "
+        mdd = f"**{f(r['mdd'])}**" if r["mdd"] is not None or r.get("mdd_speakers_only") is None else \
+            f"≥ {r['mdd_speakers_only']:.2f} (speakers only: 1 seed has no seed variance)"
+        lines.append(f"| {'trial list' if r['on'] == 'trials' else 'all pairs'} | {size} | {mdd} | "
                      f"{f(r['se'])} | {f(r['se_speakers'])} | {f(r['se_seeds'])} | {r['diff']:+.2f} |")
     return "\n".join(lines)

@@ -169,3 +169,57 @@ def test_demo_profiles_are_the_settings_chosen_on_dev():
     for init in ("new", demo.STRONGEST_PROTOCOL):
         it, ref = IterativeConfig.profile("demo", init=init), chosen_config(f"iterative_{init}")
         assert (it.k, it.lr, it.epochs, it.rounds) == (ref["k"], ref["lr"], ref["epochs"], ref["rounds"]), init
+
+
+def _restore_subset(tmp_path, keep):
+    """The committed 40-speaker study with only some runs finished: its tuning choice and the
+    result and score files of the runs in ``keep`` ("system/E<budget>/seed<s>")."""
+    import shutil
+
+    out = tmp_path / "study"
+    (out / "tune").mkdir(parents=True)
+    shutil.copy(ARCHIVE / "tune" / "choice.json", out / "tune" / "choice.json")
+    for run in keep:
+        src = ARCHIVE / "runs" / run
+        shutil.copytree(src, out / "runs" / run, ignore=shutil.ignore_patterns("metrics.jsonl"))
+    return out
+
+
+def test_partial_report_summarises_the_finished_points_only(tmp_path, monkeypatch):
+    from ssrl_lab.study_partial import partial_markdown, report_partial, study_config_from_params
+
+    monkeypatch.setattr("ssrl_lab.eval.bootstrap.CI_REPS", 200)  # intervals: fewer replicates, same code
+    out = _restore_subset(tmp_path, ["ssrl/E12/seed0", "ssrl/E30/seed0", "iterative_finetune/E30/seed0"])
+    archived = json.loads((ARCHIVE / "study.json").read_text())
+    study = study_config_from_params(str(out), {"extra_points": ["ssrl:30:3"], "tracking": "none", "run_dir": "x"})
+    summary = report_partial(study)
+    # 24 points (4 systems x 2 budgets x 3 seeds) + 1 extra; finetune's E30 run gives its E = 12 point too
+    assert (summary["partial"]["finished"], summary["partial"]["planned"]) == (4, 25)
+    assert "iterative_new E = 30 seed 0" in summary["partial"]["missing"] and "ssrl E = 30 seed 3" in summary["partial"]["missing"]
+    # the interim table holds exactly the archived seed-0 figures of the finished runs
+    seed0 = {(p["system"], p["budget"]): p["eer"] for p in archived["points"] if p["seed"] == 0}
+    assert {(r["system"], r["budget"]): r["eer_mean"] for r in summary["table"]} == {
+        k: seed0[k] for k in [("ssrl", 12), ("ssrl", 30), ("iterative_finetune", 12), ("iterative_finetune", 30)]}
+    assert all(r["n_seeds"] == 1 and r["eer_ci"][0] < r["eer_mean"] < r["eer_ci"][1] for r in summary["table"])
+    claims = {c["claim"]: c for c in summary["claims"]}
+    assert claims["SSRL better than iterative_finetune at E = 30"]["outcome"] in ("better", "worse", "not separable")
+    assert claims["SSRL better than iterative_new at E = 30"]["reason"] == "no finished run of iterative_new at E = 30"
+    # one seed: the power table shows the speakers-only lower bound, and the banner says why
+    md = (out / "study-partial.md").read_text()
+    assert md == partial_markdown(summary)
+    assert md.startswith("# Study (interim: 4 of 25 points finished)") and "≥ " in md and "lower bound" in md
+    assert not (out / "study.json").exists()  # a finished study's summary is never written by an interim one
+
+
+def test_partial_report_refuses_what_it_cannot_read(tmp_path):
+    from ssrl_lab.study_partial import report_partial, study_config_from_params
+
+    with pytest.raises(ConfigError, match="unknown study parameter"):
+        study_config_from_params(str(tmp_path), {"sedes": [0, 1]})
+    with pytest.raises(ConfigError, match="has not finished tuning"):
+        report_partial(st.StudyConfig(out=str(tmp_path)))
+    out = _restore_subset(tmp_path, [])
+    with pytest.raises(ConfigError, match="no study point"):
+        report_partial(st.StudyConfig(out=str(out)))
+    assert st.main(["--report-partial", "--out", str(out)]) == 2
+    assert st.main(["--report-partial", "--out", str(out), "-p", "sedes", "[0]"]) == 2
