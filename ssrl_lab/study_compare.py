@@ -5,7 +5,8 @@ train the same systems on the same audio; only the dev and test speakers differ.
 to see, per system and budget, each study's mean test EER with its 95 % interval and that
 interval's width, and per claim each study's verdict with its interval: this module reads their
 ``study.json`` files and writes that as markdown. Nothing is recomputed: every number is the one
-its study printed.
+its study printed. An interim report (``study-partial.json``, :mod:`ssrl_lab.study_partial`)
+can stand in for an unfinished study; its column says how many points it holds.
 
     python -m ssrl_lab.study_compare "40 speakers=outputs/study-archive/study.json" \\
         "200 speakers=outputs/study200-archive/study.json" [--out outputs/study-compare.md]
@@ -49,7 +50,11 @@ def load_studies(specs: Sequence[str]) -> list[tuple[str, dict]]:
         if not sep:
             label, path = "", spec
         summary = _load(Path(path))
-        out.append((label or _default_label(summary, Path(path)), summary))
+        label = label or _default_label(summary, Path(path))
+        part = summary.get("partial")
+        if part:  # an interim report (study-partial.json) says so in its column's head
+            label += f" (interim: {part['finished']} of {part['planned']} points)"
+        out.append((label, summary))
     labels = [label for label, _ in out]
     if len(set(labels)) != len(labels):
         raise StudyCompareError(f"two studies share a label: {labels}; name them with label=path")

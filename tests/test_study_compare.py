@@ -44,6 +44,10 @@ def test_side_by_side_rows_intervals_and_missing_rows(tmp_path):
     assert "0.01" not in md
     assert ("| SSRL better than iterative_finetune at E = 30 | **not separable** (-0.60 [-2.10, 0.90], ±1.50) "
             "| **better** (-0.60 [-1.00, -0.20], ±0.40) |") in md
+    interim = _summary(200, 0.4)
+    interim["partial"] = {"finished": 7, "planned": 28, "missing": []}
+    c = _write(tmp_path, "s200-partial", interim)
+    assert load_studies([str(a), str(c)])[1][0] == "200 speakers (interim: 7 of 28 points)"
     pairs = compare_markdown(studies, on="all_pairs")
     assert "n/a (no all-pairs scores)" in pairs and "4.80 [3.30, 6.30]" in pairs
 
