@@ -75,7 +75,7 @@ study-archive: $(STAMP)
 
 # the study so far (train nothing): <STUDY_OUT>/study-partial.md from the finished points, marked interim
 study-report: $(STAMP)
-	$(PY) -m ssrl_lab.study --report-partial --out $(STUDY_OUT) --restore-from $(STUDY_ARCHIVE) $(STUDY_FLAGS)
+	$(PY) -m ssrl_lab.study_partial --out $(STUDY_OUT) --restore-from $(STUDY_ARCHIVE) $(STUDY_FLAGS)
 
 # the 40- and 200-speaker studies side by side (means, measured MDD, claims, interval half-widths)
 study-compare: $(STAMP)

@@ -562,14 +562,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--archive-to", default=None, metavar="DIR",
                     help="afterwards (also after a failure or SIGTERM) copy what lets another machine resume")
     ap.add_argument("--archive-only", action="store_true", help="only archive --out into --archive-to; train nothing")
-    ap.add_argument("--report-partial", action="store_true",
-                    help="train nothing: summarise the finished points into <out>/study-partial.md (give the -p "
-                         "parameters the study runs with)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     where = StudyConfig(out=str(resolve_path(args.out)))
-    if args.report_partial:
-        return _report_partial(args)
     if args.archive_only:
         if not args.archive_to:
             ap.error("--archive-only needs --archive-to")
@@ -586,28 +581,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args)
     finally:
         print(f"study: {archive(where, resolve_path(args.archive_to))} file(s) archived into {args.archive_to}")
-
-
-def _report_partial(args) -> int:
-    from .config import ConfigError
-    from .notebook_params import resolve_path
-    from .study_partial import report_partial, study_config_from_params
-    from .sweep import SweepError, parse_value
-
-    try:
-        if args.restore_from:
-            print(f"study: {restore(StudyConfig(out=str(resolve_path(args.out))), resolve_path(args.restore_from))} "
-                  f"file(s) restored from {args.restore_from}")
-        study = study_config_from_params(str(resolve_path(args.out)),
-                                         {name: parse_value(value) for name, value in args.param})
-        summary = report_partial(study)
-    except (ConfigError, SweepError, FileNotFoundError) as e:
-        print(f"study report refused: {e}", file=sys.stderr)
-        return 2
-    part = summary["partial"]
-    print(f"study (interim): {part['finished']} of {part['planned']} points finished; "
-          f"{study.out_dir / 'study-partial.md'}")
-    return 0
 
 
 def _run(args) -> int:

@@ -10,19 +10,21 @@ never over ``study.json``. The markdown opens with what is missing. With one see
 claim's interval covers test speakers only, and the power table gives the speakers-only lower
 bound; both say so.
 
-    python -m ssrl_lab.study --report-partial --out outputs/study200 \\
+    python -m ssrl_lab.study_partial --out outputs/study200 [--restore-from outputs/study200-archive] \\
         -p extra_points '["ssrl:30:3", ...]'        # the parameters the study runs with
 """
 from __future__ import annotations
 
+import argparse
+import sys
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from .config import ConfigError, check
-from .study import StudyConfig, read_json, study_markdown, study_points, summarize
+from .study import StudyConfig, read_json, restore, study_markdown, study_points, summarize
 from .utils.io import atomic_write_json, atomic_write_text
 
-__all__ = ["report_partial", "partial_markdown", "study_config_from_params"]
+__all__ = ["report_partial", "partial_markdown", "study_config_from_params", "main"]
 
 #: 06_study parameters that change how runs train, not which points the study has
 _TRAINING_ONLY = ("max_steps_per_epoch", "tracking", "device", "corpus", "archive_to", "run_dir")
@@ -77,3 +79,35 @@ def partial_markdown(summary: dict) -> str:
         banner += ["", f"Not yet finished ({len(part['missing'])}): " + "; ".join(part["missing"]) + "."]
     body = study_markdown(summary).removeprefix("# Study\n")
     return "\n".join(banner) + "\n" + body
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import logging
+
+    from .notebook_params import resolve_path
+    from .sweep import SweepError, parse_value
+
+    ap = argparse.ArgumentParser(prog="python -m ssrl_lab.study_partial", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default="outputs/study", help="the study folder")
+    ap.add_argument("--restore-from", default=None, metavar="DIR", help="first copy this archive into --out where missing")
+    ap.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                    help="a 06_study parameter the study runs with (e.g. -p extra_points '[\"ssrl:30:3\"]')")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    out = str(resolve_path(args.out))
+    try:
+        if args.restore_from:
+            n = restore(StudyConfig(out=out), resolve_path(args.restore_from))
+            print(f"study: {n} file(s) restored from {args.restore_from}")
+        study = study_config_from_params(out, {name: parse_value(value) for name, value in args.param})
+        summary = report_partial(study)
+    except (ConfigError, SweepError, FileNotFoundError) as e:
+        print(f"study report refused: {e}", file=sys.stderr)
+        return 2
+    part = summary["partial"]
+    print(f"study (interim): {part['finished']} of {part['planned']} points finished; {study.out_dir / 'study-partial.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -221,5 +221,7 @@ def test_partial_report_refuses_what_it_cannot_read(tmp_path):
     out = _restore_subset(tmp_path, [])
     with pytest.raises(ConfigError, match="no study point"):
         report_partial(st.StudyConfig(out=str(out)))
-    assert st.main(["--report-partial", "--out", str(out)]) == 2
-    assert st.main(["--report-partial", "--out", str(out), "-p", "sedes", "[0]"]) == 2
+    from ssrl_lab.study_partial import main
+
+    assert main(["--out", str(out)]) == 2
+    assert main(["--out", str(out), "-p", "sedes", "[0]"]) == 2
