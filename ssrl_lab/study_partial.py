@@ -38,8 +38,8 @@ def study_config_from_params(out: str, params: Mapping[str, Any]) -> StudyConfig
     unknown = [k for k in params if k not in fields and k not in _TRAINING_ONLY]
     if unknown:
         raise ConfigError(f"unknown study parameter(s) {unknown}; known: {sorted(fields | set(_TRAINING_ONLY))}")
-    given = {k: v for k, v in params.items() if k in fields and k not in _TRAINING_ONLY and k != "out"}
-    return StudyConfig(out=out, **{k: v for k, v in given.items() if v is not None})
+    given = {k: v for k, v in params.items() if k in fields and k not in (*_TRAINING_ONLY, "out") and v is not None}
+    return StudyConfig(out=out, **given)
 
 
 def report_partial(study: StudyConfig) -> dict:
