@@ -30,7 +30,7 @@ def study_power(rows: Sequence[dict], rival: str | None, budgets: Sequence[int],
     ``"iterative_finetune"``; None when the study has none); ``estimates`` is empty (with a
     ``reason``) when the pair has no scores."""
     from .eval.power import detectable_difference
-    from .eval.saved_scores import ScoresError, _score_sets
+    from .eval.saved_scores import ScoresError, score_sets
 
     budget = max(budgets)
     out: dict[str, Any] = {"a": "ssrl", "b": rival, "budget": budget, "estimates": [], "reason": None}
@@ -45,7 +45,7 @@ def study_power(rows: Sequence[dict], rival: str | None, budgets: Sequence[int],
     na = len(files[out["a"]])
     for on in ("trials", "all_pairs"):
         try:  # scored once per column (8 M pairs on the study set), then every test-set size
-            sets, trials = _score_sets(files[out["a"]] + files[out["b"]], on)
+            sets, trials = score_sets(files[out["a"]] + files[out["b"]], on)
         except (ScoresError, ValueError) as e:
             log.warning("power (%s): %s", on, e)
             out["reason"] = str(e)

@@ -109,8 +109,8 @@ def detectable_difference(runs_a: Sequence, runs_b: Sequence, trials: TrialSpeak
 def detectable_difference_runs(files_a: Sequence, files_b: Sequence, on: str = "trials", **kw) -> dict:
     """:func:`detectable_difference` from saved scores (``scores*.npz``, one per seed), on the
     trial list (``on="trials"``) or on all test pairs (``"all_pairs"``); adds ``on``."""
-    from .saved_scores import _score_sets
+    from .saved_scores import score_sets
 
-    sets, trials = _score_sets(list(files_a) + list(files_b), on)
+    sets, trials = score_sets(list(files_a) + list(files_b), on)
     na = len(files_a)
     return {**detectable_difference(sets[:na], sets[na:], trials, **kw), "on": on}

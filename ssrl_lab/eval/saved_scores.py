@@ -17,7 +17,7 @@ import numpy as np
 
 from .bootstrap import CI_REPS, TrialSpeakers, compare, seed_mean_ci
 
-__all__ = ["SavedScores", "load_scores", "compare_runs", "mean_ci_runs", "ScoresError"]
+__all__ = ["SavedScores", "load_scores", "compare_runs", "mean_ci_runs", "ScoresError", "score_sets"]
 
 
 class ScoresError(ValueError):
@@ -65,7 +65,7 @@ def load_scores(path) -> SavedScores:
         return SavedScores(path, get("scores"), get("labels"), get("embeddings"), get("speakers"), get("trial_rows"))
 
 
-def _score_sets(files: Sequence, on: str) -> tuple[list[np.ndarray], TrialSpeakers]:
+def score_sets(files: Sequence, on: str) -> tuple[list[np.ndarray], TrialSpeakers]:
     if on not in ("trials", "all_pairs"):
         raise ValueError(f"on must be 'trials' or 'all_pairs', got {on!r}")
     sets, key, trials = [], None, None
@@ -84,7 +84,7 @@ def mean_ci_runs(files: Sequence, on: str = "trials", metric: str = "eer", n_rep
                  seed: int = 0) -> list[float | None]:
     """The 95 % interval of the mean ``metric`` over the seeds of one system (one file per seed),
     speakers and seeds resampled (:func:`ssrl_lab.eval.bootstrap.seed_mean_ci`)."""
-    sets, trials = _score_sets(files, on)
+    sets, trials = score_sets(files, on)
     return seed_mean_ci(sets, trials, metric, n_reps=n_reps, seed=seed)
 
 
@@ -93,6 +93,6 @@ def compare_runs(files_a: Sequence, files_b: Sequence, on: str = "trials", n_rep
     seed and system, on the trial list (``on="trials"``) or on all pairs (``"all_pairs"``).
     Raises :class:`ScoresError` when a file lacks what is needed or the runs were scored on
     different trials."""
-    sets, trials = _score_sets(list(files_a) + list(files_b), on)
+    sets, trials = score_sets(list(files_a) + list(files_b), on)
     na = len(files_a)
     return compare(sets[:na], sets[na:], trials, n_reps=n_reps, seed=seed)
