@@ -331,19 +331,24 @@ def run_study(study: StudyConfig) -> dict:
 
 
 def summarize(study: StudyConfig, choice: dict[str, dict], points: list[dict]) -> dict:
-    """``{"choice", "points", "table", "power", "claims", "config"}`` from finished ``points``
-    (every one must hold its results): the table, the deciding pair's power and the claims."""
+    """``{"choice", "points", "table", "power", "power_more", "claims", "config"}`` from finished
+    ``points`` (every one must hold its results): the table, the deciding pair's power (SSRL against
+    the strongest protocol by dev EER), the power of SSRL against each other iterative protocol the
+    design gave extra seeds (``power_more``), and the claims."""
     rows = [point_row(p) for p in points]
-    from .study_power import study_power
+    from .study_power import WHY_DESIGN, study_power
 
     table = study_table(rows)
     try:
         rival = "iterative_" + strongest_protocol({"table": table})
     except ValueError:
         rival = None
+    by_design = [s for s in dict.fromkeys(system for system, _, _ in study.extra)
+                 if s.startswith("iterative_") and s != rival]
     summary = {"choice": choice, "points": [{**r} for r in rows], "table": table,
-               "power": study_power(rows, rival, study.budgets), "claims": study_claims(rows, study),
-               "config": study.to_dict()}
+               "power": study_power(rows, rival, study.budgets),
+               "power_more": [study_power(rows, s, study.budgets, why=WHY_DESIGN) for s in by_design],
+               "claims": study_claims(rows, study), "config": study.to_dict()}
     return summary
 
 
@@ -359,7 +364,8 @@ def study_markdown(summary: dict) -> str:
 
     return ("# Study\n\n## Tuning on dev\n\n" + tuning_markdown(summary["choice"])
             + "\n\n## Mean ± std over seeds\n\n" + table_markdown(summary["table"])
-            + "\n\n## Power: the smallest difference the study can resolve\n\n" + power_markdown(summary.get("power"))
+            + "\n\n## Power: the smallest difference the study can resolve\n\n"
+            + "\n\n".join(power_markdown(p) for p in [summary.get("power"), *summary.get("power_more", [])])
             + "\n\n## Claims\n\n" + claims_markdown(summary.get("claims", [])) + "\n")
 
 

@@ -3,7 +3,9 @@ test-set sizes a reader compares (40 speakers, the demo's; 200, the study profil
 
 The deciding pair is SSRL against the strongest iterative protocol by **dev** EER (the study
 passes it: :func:`ssrl_lab.study.strongest_protocol`) at the study's largest budget, with every seed either
-system has there. :func:`ssrl_lab.eval.power.detectable_difference_runs` gives the minimal
+system has there. When the study's design gave another protocol extra seeds (``extra_points``, e.g.
+``finetune`` in the 200-speaker study), the study reports that pair's power too: the rule chooses
+on dev, the design chose before any run, and a reader compares both. :func:`ssrl_lab.eval.power.detectable_difference_runs` gives the minimal
 detectable difference (80 % power, 5 % two-sided) on the trial list and on all pairs; a size other
 than the test set's own is read with the m-out-of-n speaker bootstrap (``projected`` when larger
 than the test set: it assumes the test speakers represent the population).
@@ -15,7 +17,7 @@ from typing import Any, Sequence
 
 log = logging.getLogger("ssrl_lab.study")
 
-__all__ = ["POWER_SPEAKERS", "POWER_REPS", "study_power", "power_markdown"]
+__all__ = ["POWER_SPEAKERS", "POWER_REPS", "WHY_DEV", "WHY_DESIGN", "study_power", "power_markdown"]
 
 #: the test-set sizes the study reports its power at
 POWER_SPEAKERS = (40, 200)
@@ -23,17 +25,23 @@ POWER_SPEAKERS = (40, 200)
 POWER_REPS = 300
 
 
+#: why the study reports a pair's power: the rule's choice, or the design's
+WHY_DEV = "the strongest iterative protocol by dev EER"
+WHY_DESIGN = "given extra seeds by the study's design"
+
+
 def study_power(rows: Sequence[dict], rival: str | None, budgets: Sequence[int],
-                speakers: Sequence[int] = POWER_SPEAKERS, n_reps: int = POWER_REPS) -> dict[str, Any]:
-    """``{"a", "b", "budget", "n_seeds", "estimates": [{"on", "n_speakers", "mdd", "se", ...}], "reason"}``
-    for SSRL against ``rival`` (the strongest iterative protocol by dev EER, e.g.
-    ``"iterative_finetune"``; None when the study has none); ``estimates`` is empty (with a
-    ``reason``) when the pair has no scores."""
+                speakers: Sequence[int] = POWER_SPEAKERS, n_reps: int = POWER_REPS,
+                why: str = WHY_DEV) -> dict[str, Any]:
+    """``{"a", "b", "why", "budget", "n_seeds", "estimates": [{"on", "n_speakers", "mdd", "se", ...}],
+    "reason"}`` for SSRL against ``rival`` (e.g. ``"iterative_finetune"``; None when the study has
+    none), reported because ``why``; ``estimates`` is empty (with a ``reason``) when the pair has
+    no scores."""
     from .eval.power import detectable_difference
     from .eval.saved_scores import ScoresError, score_sets
 
     budget = max(budgets)
-    out: dict[str, Any] = {"a": "ssrl", "b": rival, "budget": budget, "estimates": [], "reason": None}
+    out: dict[str, Any] = {"a": "ssrl", "b": rival, "why": why, "budget": budget, "estimates": [], "reason": None}
     if rival is None:
         out["reason"] = "the study has no iterative protocol with a dev EER to compare SSRL with"
         return out
@@ -68,10 +76,11 @@ def power_markdown(power: dict | None) -> str:
     if not power or not power.get("estimates"):
         return f"Not estimated: {(power or {}).get('reason') or 'no study runs'}."
     f = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
-    lines = [f"The smallest true EER difference between **{power['a']}** and **{power['b']}** (the strongest "
-             f"iterative protocol by dev EER) at E = {power['budget']} that the comparison detects with 80 % power "
-             f"(5 % two-sided), with {min(power['n_seeds'])} seed{'s' if min(power['n_seeds']) != 1 else ''} per system; from the speaker bootstrap of these "
-             "runs' scores (m-out-of-n for another test-set size; *projected* where larger than the test set). "
+    seeds = min(power["n_seeds"])
+    lines = [f"The smallest true EER difference between **{power['a']}** and **{power['b']}** "
+             f"({power.get('why', WHY_DEV)}) at E = {power['budget']} that the comparison detects with 80 % power "
+             f"(5 % two-sided), with {seeds} seed{'s' if seeds != 1 else ''} per system; from the speaker bootstrap "
+             "of these runs' scores (m-out-of-n for another test-set size; *projected* where larger than the test set). "
              "A claim's difference below this is likely to read 'not separable' even when real.", "",
              "| scores | test speakers | minimal detectable difference (points) | SE of the difference | "
              "of which speakers | of which seeds | observed difference |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]

@@ -8,6 +8,7 @@ import pytest
 from ssrl_lab import study as st
 from ssrl_lab.config import ConfigError
 from ssrl_lab.notebook_params import repo_root
+from ssrl_lab.study_power import WHY_DESIGN, WHY_DEV
 
 
 def test_study_config_checks():
@@ -189,17 +190,25 @@ def test_partial_report_summarises_the_finished_points_only(tmp_path, monkeypatc
     from ssrl_lab.study_partial import partial_markdown, report_partial, study_config_from_params
 
     monkeypatch.setattr("ssrl_lab.eval.bootstrap.CI_REPS", 200)  # intervals: fewer replicates, same code
-    out = _restore_subset(tmp_path, ["ssrl/E12/seed0", "ssrl/E30/seed0", "iterative_finetune/E30/seed0"])
+    out = _restore_subset(tmp_path, ["ssrl/E12/seed0", "ssrl/E30/seed0", "iterative_finetune/E30/seed0",
+                                     "iterative_stage1/E30/seed0"])
     archived = json.loads((ARCHIVE / "study.json").read_text())
-    study = study_config_from_params(str(out), {"extra_points": ["ssrl:30:3"], "tracking": "none", "run_dir": "x"})
+    extra = ["ssrl:30:3", "iterative_finetune:30:3", "iterative_stage1:30:3"]
+    study = study_config_from_params(str(out), {"extra_points": extra, "tracking": "none", "run_dir": "x"})
     summary = report_partial(study)
-    # 24 points (4 systems x 2 budgets x 3 seeds) + 1 extra; finetune's E30 run gives its E = 12 point too
-    assert (summary["partial"]["finished"], summary["partial"]["planned"]) == (4, 25)
+    # 24 points (4 systems x 2 budgets x 3 seeds) + 3 extra; an iterative E30 run gives its E = 12 point too
+    assert (summary["partial"]["finished"], summary["partial"]["planned"]) == (6, 27)
+    # power: the pair the rule chose on dev, and the other protocol the design gave extra seeds
+    chosen = "iterative_" + st.strongest_protocol(summary)
+    other = ({"iterative_finetune", "iterative_stage1"} - {chosen}).pop()
+    assert summary["power"]["b"] == chosen and summary["power"]["why"] == WHY_DEV
+    assert [(p["b"], p["why"]) for p in summary["power_more"]] == [(other, WHY_DESIGN)]
+    assert summary["power_more"][0]["estimates"] and summary["power_more"][0]["n_seeds"] == [1, 1]
     assert "iterative_new E = 30 seed 0" in summary["partial"]["missing"] and "ssrl E = 30 seed 3" in summary["partial"]["missing"]
     # the interim table holds exactly the archived seed-0 figures of the finished runs
     seed0 = {(p["system"], p["budget"]): p["eer"] for p in archived["points"] if p["seed"] == 0}
     assert {(r["system"], r["budget"]): r["eer_mean"] for r in summary["table"]} == {
-        k: seed0[k] for k in [("ssrl", 12), ("ssrl", 30), ("iterative_finetune", 12), ("iterative_finetune", 30)]}
+        (s, b): seed0[s, b] for s in ("ssrl", "iterative_finetune", "iterative_stage1") for b in (12, 30)}
     assert all(r["n_seeds"] == 1 and r["eer_ci"][0] < r["eer_mean"] < r["eer_ci"][1] for r in summary["table"])
     claims = {c["claim"]: c for c in summary["claims"]}
     assert claims["SSRL better than iterative_finetune at E = 30"]["outcome"] in ("better", "worse", "not separable")
@@ -207,7 +216,8 @@ def test_partial_report_summarises_the_finished_points_only(tmp_path, monkeypatc
     # one seed: the power table shows the speakers-only lower bound, and the banner says why
     md = (out / "study-partial.md").read_text()
     assert md == partial_markdown(summary)
-    assert md.startswith("# Study (interim: 4 of 25 points finished)") and "≥ " in md and "lower bound" in md
+    assert md.startswith("# Study (interim: 6 of 27 points finished)") and "≥ " in md and "lower bound" in md
+    assert f"**{chosen}** ({WHY_DEV})" in md and f"**{other}** ({WHY_DESIGN})" in md
     assert not (out / "study.json").exists()  # a finished study's summary is never written by an interim one
 
 

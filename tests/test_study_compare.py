@@ -15,11 +15,25 @@ def _summary(n_speakers: int, half: float, with_stage1: bool = True) -> dict:
     if with_stage1:
         table.append({"system": "iterative_stage1", "budget": 30, "n_seeds": 3, "eer_mean": 6.4, "eer_ci": None,
                       "eer_all_pairs_mean": 6.7, "eer_all_pairs_ci": None})
-    power = {"estimates": [{"on": "trials", "n_speakers": n_speakers, "n_speakers_observed": n_speakers,
+    power = {"b": "iterative_finetune",
+             "estimates": [{"on": "trials", "n_speakers": n_speakers, "n_speakers_observed": n_speakers,
                             "extrapolated": False, "n_seeds": 3, "mdd": 2.2 * 40 / n_speakers},
                            {"on": "trials", "n_speakers": 999, "n_speakers_observed": n_speakers,
                             "extrapolated": True, "n_seeds": 3, "mdd": 0.01}]}
     return {"table": table, "claims": claims, "power": power}
+
+
+def test_mdd_rows_pair_the_same_rival_across_studies(tmp_path):
+    # the 40-speaker study's rule chose finetune; the 200-speaker one's chose stage1 on dev and
+    # reports finetune too because its design gave finetune extra seeds: each row is one rival
+    s40 = _summary(40, 1.5)
+    s200 = _summary(200, 0.4)
+    s200["power_more"] = [s200["power"]]
+    s200["power"] = {"b": "iterative_stage1", "estimates": [
+        {"on": "trials", "n_speakers": 200, "n_speakers_observed": 200, "extrapolated": False, "n_seeds": 3, "mdd": 0.7}]}
+    md = compare_markdown(load_studies([f"40={_write(tmp_path, 'a', s40)}", f"200={_write(tmp_path, 'b', s200)}"]))
+    assert "| iterative_finetune | 2.20 (40 speakers, 3 seeds) | 0.44 (200 speakers, 3 seeds) |" in md
+    assert "| iterative_stage1 | - | 0.70 (200 speakers, 3 seeds) |" in md
 
 
 def _write(tmp_path, name, summary):
@@ -40,7 +54,7 @@ def test_side_by_side_rows_intervals_and_missing_rows(tmp_path):
     # a row only one study has reads '-' in the other; a row without an interval shows its mean only
     assert "| iterative_stage1 | 30 | 6.40 | - |" in md
     # the measured MDD, never the projected one
-    assert "| 2.20 (40 speakers, 3 seeds) | 0.44 (200 speakers, 3 seeds) |" in md
+    assert "| iterative_finetune | 2.20 (40 speakers, 3 seeds) | 0.44 (200 speakers, 3 seeds) |" in md
     assert "0.01" not in md
     assert ("| SSRL better than iterative_finetune at E = 30 | **not separable** (-0.60 [-2.10, 0.90], ±1.50) "
             "| **better** (-0.60 [-1.00, -0.20], ±0.40) |") in md
