@@ -360,12 +360,12 @@ def _archive_as_we_go(study: StudyConfig) -> None:
 
 
 def study_markdown(summary: dict) -> str:
-    from .study_power import power_markdown
+    from .study_power import power_markdown, powers
 
     return ("# Study\n\n## Tuning on dev\n\n" + tuning_markdown(summary["choice"])
             + "\n\n## Mean ± std over seeds\n\n" + table_markdown(summary["table"])
             + "\n\n## Power: the smallest difference the study can resolve\n\n"
-            + "\n\n".join(power_markdown(p) for p in [summary.get("power"), *summary.get("power_more", [])])
+            + "\n\n".join(power_markdown(p) for p in powers(summary) or [None])
             + "\n\n## Claims\n\n" + claims_markdown(summary.get("claims", [])) + "\n")
 
 

@@ -19,6 +19,8 @@ import math
 from pathlib import Path
 from typing import Sequence
 
+from .study_power import powers
+
 __all__ = ["StudyCompareError", "load_studies", "compare_markdown", "main"]
 
 
@@ -103,23 +105,17 @@ def _claim_cell(claim: dict | None, on: str) -> str:
     return f"**{outcome}** ({claim[f'diff{sfx}']:+.2f}{interval})"
 
 
-def _powers(summary: dict) -> list[dict]:
-    """The study's power estimates: the deciding pair's, then those of pairs its design named."""
-    return [p for p in [summary.get("power"), *summary.get("power_more", [])] if p]
-
-
 def _mdd(summary: dict, rival: str, on: str) -> str:
-    for p in _powers(summary):
-        for e in p.get("estimates", []) if p.get("b") == rival else []:
-            if e.get("on") == on and not e.get("extrapolated") and e.get("mdd") is not None:
-                return f"{e['mdd']:.2f} ({e['n_speakers']} speakers, {e['n_seeds']} seeds)"
+    for e in [e for p in powers(summary) if p.get("b") == rival for e in p.get("estimates", [])]:
+        if e.get("on") == on and not e.get("extrapolated") and e.get("mdd") is not None:
+            return f"{e['mdd']:.2f} ({e['n_speakers']} speakers, {e['n_seeds']} seeds)"
     return "-"
 
 
 def compare_markdown(studies: Sequence[tuple[str, dict]], on: str = "trials") -> str:
     """The side-by-side markdown: mean test EER per system and budget, the measured minimal
-    detectable difference of each pair a study reported power for, and every claim; ``on`` is ``"trials"`` (the
-    trial list) or ``"all_pairs"``. A row one study lacks reads ``-``."""
+    detectable difference of each pair a study reported power for, and every claim; ``on`` is
+    ``"trials"`` (the trial list) or ``"all_pairs"``. A row one study lacks reads ``-``."""
     if on not in ("trials", "all_pairs"):
         raise StudyCompareError(f"on must be 'trials' or 'all_pairs', not {on!r}")
     labels = [label for label, _ in studies]
@@ -138,7 +134,7 @@ def compare_markdown(studies: Sequence[tuple[str, dict]], on: str = "trials") ->
 
     rivals: list[str] = []
     for _, s in studies:
-        rivals += [p["b"] for p in _powers(s) if p.get("b") and p["b"] not in rivals]
+        rivals += [p["b"] for p in powers(s) if p.get("b") and p["b"] not in rivals]
     lines += ["", "Minimal detectable difference of SSRL against each pair a study reported (points, 80 % power, "
               "5 % two-sided), measured on each study's own test set:", "", "| SSRL against " + head, "| --- |" + rule]
     lines += [f"| {rival} | " + " | ".join(_mdd(s, rival, on) for _, s in studies) + " |" for rival in rivals]

@@ -5,8 +5,8 @@ The deciding pair is SSRL against the strongest iterative protocol by **dev** EE
 passes it: :func:`ssrl_lab.study.strongest_protocol`) at the study's largest budget, with every seed either
 system has there. When the study's design gave another protocol extra seeds (``extra_points``, e.g.
 ``finetune`` in the 200-speaker study), the study reports that pair's power too: the rule chooses
-on dev, the design chose before any run, and a reader compares both. :func:`ssrl_lab.eval.power.detectable_difference_runs` gives the minimal
-detectable difference (80 % power, 5 % two-sided) on the trial list and on all pairs; a size other
+on dev, the design chose before any run, and a reader compares both (:func:`powers` lists them).
+:func:`ssrl_lab.eval.power.detectable_difference_runs` gives the minimal detectable difference (80 % power, 5 % two-sided) on the trial list and on all pairs; a size other
 than the test set's own is read with the m-out-of-n speaker bootstrap (``projected`` when larger
 than the test set: it assumes the test speakers represent the population).
 """
@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 log = logging.getLogger("ssrl_lab.study")
 
-__all__ = ["POWER_SPEAKERS", "POWER_REPS", "WHY_DEV", "WHY_DESIGN", "study_power", "power_markdown"]
+__all__ = ["POWER_SPEAKERS", "POWER_REPS", "WHY_DEV", "WHY_DESIGN", "study_power", "powers", "power_markdown"]
 
 #: the test-set sizes the study reports its power at
 POWER_SPEAKERS = (40, 200)
@@ -69,6 +69,12 @@ def study_power(rows: Sequence[dict], rival: str | None, budgets: Sequence[int],
             log.info("power: MDD %s at %d speakers (%s): %s points", out["b"], n, on,
                      f"{r['mdd']:.2f}" if r["mdd"] is not None else "-")
     return out
+
+
+def powers(summary: dict) -> list[dict]:
+    """A study summary's power estimates: the deciding pair's, then those of the pairs its design
+    gave extra seeds (``power_more``); an absent one is left out."""
+    return [p for p in [summary.get("power"), *summary.get("power_more", [])] if p]
 
 
 def power_markdown(power: dict | None) -> str:
