@@ -36,6 +36,16 @@ def test_mdd_rows_pair_the_same_rival_across_studies(tmp_path):
     assert "| iterative_stage1 | - | 0.70 (200 speakers, 3 seeds) |" in md
 
 
+def test_mdd_is_read_on_the_whole_test_set_not_a_smaller_subset(tmp_path):
+    # a 200-speaker study also reports the MDD of 40 of its speakers (m-out-of-n), listed first
+    s200 = _summary(200, 0.4)
+    est = s200["power"]["estimates"]
+    s200["power"]["estimates"] = [dict(e, n_speakers=40, mdd=1.53) for e in est] + est
+    md = compare_markdown(load_studies([f"200={_write(tmp_path, 'b', s200)}", f"again={_write(tmp_path, 'c', s200)}"]))
+    assert "| iterative_finetune | 0.44 (200 speakers, 3 seeds) | 0.44 (200 speakers, 3 seeds) |" in md
+    assert "1.53" not in md
+
+
 def _write(tmp_path, name, summary):
     p = tmp_path / name / "study.json"
     p.parent.mkdir()
