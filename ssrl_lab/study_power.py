@@ -2,13 +2,14 @@
 test-set sizes a reader compares (40 speakers, the demo's; 200, the study profile's).
 
 The deciding pair is SSRL against the strongest iterative protocol by **dev** EER (the study
-passes it: :func:`ssrl_lab.study.strongest_protocol`) at the study's largest budget, with every seed either
-system has there. When the study's design gave another protocol extra seeds (``extra_points``, e.g.
-``finetune`` in the 200-speaker study), the study reports that pair's power too: the rule chooses
-on dev, the design chose before any run, and a reader compares both (:func:`powers` lists them).
-:func:`ssrl_lab.eval.power.detectable_difference_runs` gives the minimal detectable difference (80 % power, 5 % two-sided) on the trial list and on all pairs; a size other
-than the test set's own is read with the m-out-of-n speaker bootstrap (``projected`` when larger
-than the test set: it assumes the test speakers represent the population).
+passes it: :func:`ssrl_lab.study.strongest_protocol`) at the study's largest budget, with every
+seed either system has there. When the study's design gave another protocol extra seeds
+(``extra_points``, e.g. ``finetune`` in the 200-speaker study), the study reports that pair's
+power too: the rule chooses on dev, the design chose before any run, and a reader compares both
+(:func:`powers` lists them). :func:`ssrl_lab.eval.power.detectable_difference_runs` gives the
+minimal detectable difference (80 % power, 5 % two-sided) on the trial list and on all pairs; a
+size other than the test set's own is read with the m-out-of-n speaker bootstrap (``projected``
+when larger than the test set: it assumes the test speakers represent the population).
 """
 from __future__ import annotations
 
